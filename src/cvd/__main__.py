@@ -1,0 +1,5 @@
+import sys
+
+from cvd.cli import main
+
+sys.exit(main())
