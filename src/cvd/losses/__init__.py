@@ -1,0 +1,19 @@
+"""Losses: sliced Wasserstein, the CVD independence and reconstruction constraints, InfoNCE and
+the CVD total (eq. 7). Pure functions of tensors: distributed gathering is the engine's job."""
+
+from cvd.losses.independence import independence_loss
+from cvd.losses.infonce import info_nce
+from cvd.losses.objective import DEFAULT_LAMBDAS, cvd_losses, cvd_total
+from cvd.losses.reconstruction import reconstruction_loss
+from cvd.losses.sliced_wasserstein import random_projections, sliced_wasserstein
+
+__all__ = [
+    "DEFAULT_LAMBDAS",
+    "cvd_losses",
+    "cvd_total",
+    "independence_loss",
+    "info_nce",
+    "random_projections",
+    "reconstruction_loss",
+    "sliced_wasserstein",
+]

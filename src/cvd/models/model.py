@@ -1,0 +1,242 @@
+"""The retrieval model: backbone -> (CVD split) -> head, per branch, built from the config.
+
+Datasets name views ("drone", "street", "satellite"); the model has two branches ("query",
+"satellite"). Training calls `model(query=..., satellite=...)` and gets everything the losses
+need; inference calls `embed(images, view)` or exports `embedder(view)`, which hold neither the
+viewpoint conv nor the decoders.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvd.errors import ConfigError
+from cvd.models.backbones import Backbone
+from cvd.models.cvd import BRANCHES, CVD, SplitProjection, reconstruction_size
+from cvd.models.heads import build_head
+
+CVD_DEFAULTS: dict[str, Any] = {
+    "enabled": False,
+    "alpha": 0.5,
+    "squeeze": True,
+    "recon_size": 32,
+    "decoder_channels": 64,
+    "independence": True,
+    "reconstruction": True,
+    "n_projections": 128,
+    "lambda": [10.0, 0.2, 1.0],
+    "tau": 0.05,
+    "kernel_size": 3,
+}
+
+
+def branch_of(view: str) -> str:
+    """Every view except "satellite" ("drone", "street", "query") goes through the query branch."""
+    return "satellite" if view == "satellite" else "query"
+
+
+def resolve_cvd_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The `cvd` config section with defaults filled in and the model's values checked.
+
+    Keys this module does not read (e.g. the engine's `loc`) are kept as they are: the config
+    system, not the model builder, owns the list of allowed keys.
+    """
+    section = dict(section or {})
+    resolved = {**copy.deepcopy(CVD_DEFAULTS), **section}
+    if not isinstance(resolved["alpha"], int | float) or not 0.0 < resolved["alpha"] < 1.0:
+        raise ConfigError(f"cvd.alpha: must be a number in (0, 1), got {resolved['alpha']!r}")
+    lambdas = resolved["lambda"]
+    if not isinstance(lambdas, list | tuple) or len(lambdas) != 3:
+        raise ConfigError(f"cvd.lambda: must be a list of three weights [iic, irc, loc], got {lambdas!r}")
+    resolved["lambda"] = [float(value) for value in lambdas]
+    if resolved["kernel_size"] not in (1, 3, 5, 7):
+        raise ConfigError(
+            f"cvd.kernel_size: must be 1, 3, 5 or 7 (paper: 3), got {resolved['kernel_size']!r}"
+        )
+    for key in ("recon_size", "decoder_channels", "n_projections"):
+        value = resolved[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"cvd.{key}: must be a positive integer, got {value!r}")
+    if not isinstance(resolved["tau"], int | float) or resolved["tau"] <= 0:
+        raise ConfigError(f"cvd.tau: must be a positive number, got {resolved['tau']!r}")
+    return resolved
+
+
+class BranchEmbedder(nn.Module):
+    """Images -> L2-normalised content embedding of one branch; the unit that gets exported.
+
+    Holds the backbone, the content conv (when CVD is on) and the head, shared with the model
+    (not copied); no viewpoint conv, no decoder. With a global-mean head the content conv is
+    evaluated on pooled windows (exactly equal, much cheaper; see SplitProjection.global_mean).
+    """
+
+    def __init__(self, backbone: Backbone, content: SplitProjection | None, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.content = content
+        self.head = head
+        self.pooled_content = content is not None and getattr(head, "pools_by_global_mean", False)
+        # Inherit the model's mode (flag only): exporters restore the wrapper's mode recursively
+        # afterwards, which would otherwise flip the shared model into training mode.
+        self.training = backbone.training
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(images)
+        if self.pooled_content:
+            output = self.head.forward_pooled(self.content.global_mean(features))
+        else:
+            output = self.head(self.content(features) if self.content is not None else features)
+        return F.normalize(output["embedding"], dim=-1)
+
+
+class RetrievalModel(nn.Module):
+    """Two-branch retrieval model with an optional CVD module between backbone and head."""
+
+    def __init__(
+        self,
+        backbones: Mapping[str, Backbone],
+        heads: Mapping[str, nn.Module],
+        cvd: CVD | None = None,
+        cvd_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if set(backbones) != set(heads) or set(backbones) not in ({"shared"}, set(BRANCHES)):
+            raise ValueError("backbones and heads are keyed 'shared', or 'query' and 'satellite'")
+        self.share_weights = set(backbones) == {"shared"}
+        self.backbones = nn.ModuleDict(dict(backbones))
+        self.heads = nn.ModuleDict(dict(heads))
+        self.cvd = cvd
+        self.cvd_config = resolve_cvd_config(cvd_config) if cvd is not None else None
+
+    def _key(self, branch: str) -> str:
+        if branch not in BRANCHES:
+            raise ValueError(f"branch must be one of {BRANCHES}, got '{branch}'")
+        return "shared" if self.share_weights else branch
+
+    def backbone(self, branch: str = "query") -> Backbone:
+        return self.backbones[self._key(branch)]
+
+    def head(self, branch: str = "query") -> nn.Module:
+        return self.heads[self._key(branch)]
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        """Preprocessing (mean, std, interpolation, size) of the query branch's backbone."""
+        return self.backbone("query").data_config
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.head("query").embedding_dim)
+
+    @property
+    def reconstructs(self) -> bool:
+        return self.cvd is not None and self.cvd.decoders is not None
+
+    def embedder(self, view: str) -> BranchEmbedder:
+        """Standalone images -> embedding module of `view`'s branch (for inference and ONNX export)."""
+        branch = branch_of(view)
+        content = self.cvd.content_projection(branch) if self.cvd is not None else None
+        return BranchEmbedder(self.backbone(branch), content, self.head(branch))
+
+    def embed(self, images: torch.Tensor, view: str) -> torch.Tensor:
+        """L2-normalised retrieval embeddings (B, D): content only when CVD is on."""
+        return self.embedder(view)(images)
+
+    def encode(self, images: torch.Tensor, branch: str) -> dict[str, Any]:
+        """Training-time pass of one branch: feature map, split, head, normalised embedding."""
+        features = self.backbone(branch)(images)
+        zc, zv = self.cvd.split(features, branch) if self.cvd is not None else (features, None)
+        head_output = self.head(branch)(zc)
+        return {
+            "embedding": F.normalize(head_output["embedding"], dim=-1),
+            "head": head_output,
+            "zc": zc,
+            "zv": zv,
+        }
+
+    def forward(
+        self, query: torch.Tensor | None = None, satellite: torch.Tensor | None = None
+    ) -> dict[str, Any]:
+        """Outputs of the given views; with both views and reconstruction on, also eq. 4's images
+        and their targets (the inputs resized to the reconstruction size)."""
+        outputs: dict[str, Any] = {}
+        images = {"query": query, "satellite": satellite}
+        for branch, batch in images.items():
+            if batch is not None:
+                outputs[branch] = self.encode(batch, branch)
+        if self.reconstructs and query is not None and satellite is not None:
+            reconstruction, target = {}, {}
+            for branch, other in (("query", "satellite"), ("satellite", "query")):
+                size = reconstruction_size(tuple(images[branch].shape[-2:]), self.cvd.recon_size)
+                reconstruction[branch] = self.cvd.reconstruct(
+                    outputs[other]["zc"], outputs[branch]["zv"], branch, size
+                )
+                target[branch] = F.interpolate(
+                    images[branch].detach(), size=size, mode="bilinear", antialias=True, align_corners=False
+                )
+            outputs["reconstruction"] = reconstruction
+            outputs["reconstruction_target"] = target
+        return outputs
+
+    def parameter_parts(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by part, for per-part learning rates (LPN/MCCG train the backbone slower)."""
+        parts = {
+            "backbone": list(self.backbones.parameters()),
+            "head": list(self.heads.parameters()),
+            "cvd": list(self.cvd.parameters()) if self.cvd is not None else [],
+        }
+        return parts
+
+
+def _section(mapping: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = mapping.get(key)
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}{key}: missing or not a mapping")
+    return value
+
+
+def build_model(config: Mapping[str, Any]) -> RetrievalModel:
+    """Build backbone (+ CVD) + head per the `model` and `cvd` sections of the full config."""
+    model_config = _section(config, "model", "")
+    backbone_config = _section(model_config, "backbone", "model.")
+    name = backbone_config.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("model.backbone.name: missing; give a timm model name, e.g. tf_efficientnet_lite0")
+    pretrained = backbone_config.get("pretrained", False)
+    backbone_kwargs = dict(backbone_config.get("kwargs") or {})
+    head_config = model_config.get("head") or {"name": "gap"}
+    head_name = head_config.get("name", "gap")
+    head_kwargs = dict(head_config.get("kwargs") or {})
+    share_weights = model_config.get("share_weights", True)
+    if not isinstance(share_weights, bool):
+        raise ConfigError(f"model.share_weights: must be true or false, got {share_weights!r}")
+    cvd_config = resolve_cvd_config(config.get("cvd"))
+
+    keys = ("shared",) if share_weights else BRANCHES
+    backbones = {key: Backbone(name, pretrained=pretrained, **backbone_kwargs) for key in keys}
+    in_channels = backbones[keys[0]].out_channels
+    cvd = None
+    if cvd_config["enabled"]:
+        cvd = CVD(
+            in_channels,
+            alpha=float(cvd_config["alpha"]),
+            squeeze=bool(cvd_config["squeeze"]),
+            recon_size=cvd_config["recon_size"],
+            decoder_channels=cvd_config["decoder_channels"],
+            kernel_size=cvd_config["kernel_size"],
+            separate_branches=not share_weights,
+            viewpoint=bool(cvd_config["independence"]) or bool(cvd_config["reconstruction"]),
+            decoders=bool(cvd_config["reconstruction"]),
+        )
+        in_channels = cvd.content_channels
+    heads = {key: build_head(head_name, in_channels, **head_kwargs) for key in keys}
+    for head in heads.values():
+        if not isinstance(getattr(head, "embedding_dim", None), int):
+            raise ConfigError(f"model.head.name: head '{head_name}' does not expose an integer embedding_dim")
+    return RetrievalModel(backbones, heads, cvd, cvd_config if cvd is not None else None)
