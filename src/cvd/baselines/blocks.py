@@ -1,0 +1,45 @@
+"""Building blocks shared by the classification-based baselines (LPN, SDPL, MCCG, FSRA, MBF)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ClassBlock(nn.Module):
+    """University-1652's classifier block: bottleneck (Linear, BatchNorm, [ReLU], Dropout) then a
+    linear classifier over the training locations.
+
+    Returns the bottleneck feature (what the baselines retrieve with) and the logits (what their
+    instance loss trains). Weights are initialised as in the University-1652 baseline: Kaiming
+    for the bottleneck, N(0, 0.001) for the classifier, BatchNorm weight N(1, 0.02).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        bottleneck: int = 512,
+        dropout: float = 0.5,
+        relu: bool = False,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(in_features, bottleneck), nn.BatchNorm1d(bottleneck)]
+        if relu:
+            layers.append(nn.LeakyReLU(0.1))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        self.bottleneck = nn.Sequential(*layers)
+        self.classifier = nn.Linear(bottleneck, num_classes)
+        self.out_features = bottleneck
+        nn.init.kaiming_normal_(self.bottleneck[0].weight, a=0, mode="fan_out")
+        nn.init.zeros_(self.bottleneck[0].bias)
+        nn.init.normal_(self.bottleneck[1].weight, 1.0, 0.02)
+        nn.init.zeros_(self.bottleneck[1].bias)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bottleneck feature (B, bottleneck), logits (B, num_classes)) of pooled features (B, C)."""
+        feature = self.bottleneck(features)
+        return feature, self.classifier(feature)

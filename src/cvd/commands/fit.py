@@ -1,0 +1,59 @@
+"""``cvd fit``: train and evaluate one (dataset x baseline x CVD on/off) config."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  cvd fit --config configs/university1652/sample4geo_cvd.yaml data.root=/data/University-Release
+  cvd fit --config configs/university1652/sample4geo.yaml optim.lr=5e-4 schedule.epochs=2
+  cvd fit --config configs/demo/sample4geo.yaml --resume        # continue an interrupted run
+  torchrun --nproc_per_node=4 -m cvd fit --config ...            # one process per GPU (DDP)
+
+The resolved config, the cvd version and the git commit are saved in <output_dir>/<name>/.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``cvd fit``."""
+    parser = subparsers.add_parser(
+        "fit",
+        help="train and evaluate a config",
+        description="Train a model from a YAML config (default <- config file <- key=value overrides), "
+        "evaluate it with its benchmark's protocol, and release safetensors weights.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", "-c", help="experiment YAML (see configs/)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last complete checkpoint"
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=5e-4"
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config, then train (rank 0 prints where the run lives)."""
+    from cvd.config import dump_yaml, load_config
+    from cvd.engine.console import setup_console_logging
+
+    config = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_yaml(config), end="")
+        return 0
+    setup_console_logging()
+    from cvd.engine.distributed import shutdown_distributed
+    from cvd.engine.trainer import fit
+
+    try:
+        result = fit(config, resume=args.resume)
+    finally:
+        shutdown_distributed()
+    from cvd.engine.console import print_run_summary
+
+    print_run_summary(result)
+    return 0

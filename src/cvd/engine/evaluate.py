@@ -1,0 +1,189 @@
+"""Evaluation of a model on a benchmark's splits, as ``cvd fit`` (each epoch) and ``cvd test`` do.
+
+Each rank embeds its share of every image list; the shares are gathered and rank 0 computes the
+metrics with the split's protocol (``cvd.evaluation``). An image that appears in several lists
+(University-1652's satellites are queries of one direction and gallery of the other) is embedded
+once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cvd.config import atomic_write_text
+from cvd.data import ImageDataset, ImageRecord, RetrievalSplit, collate_skipping
+from cvd.engine.distributed import DistContext, broadcast_object, gather_tensor
+from cvd.evaluation import embed_dataset, evaluate_embeddings, summary_line
+
+LOGGER = logging.getLogger("cvd")
+
+
+def eval_splits(benchmark: Any, config: Mapping[str, Any]) -> list[RetrievalSplit]:
+    """The benchmark's evaluation splits, with the configured gallery variant where it has one."""
+    evaluation = config["eval"]
+    kwargs: dict[str, Any] = dict(evaluation.get("options") or {})
+    parameters = inspect.signature(benchmark.eval_splits).parameters
+    if "gallery_variant" in parameters:
+        kwargs.setdefault("gallery_variant", evaluation["gallery_variant"])
+    return benchmark.eval_splits(**kwargs)
+
+
+class Embedder:
+    """Embeds image records once each (cached by path and branch), sharded over ranks."""
+
+    def __init__(
+        self, model: nn.Module, config: Mapping[str, Any], data_config: Mapping[str, Any], dist: DistContext
+    ) -> None:
+        from cvd.baselines import get_recipe
+
+        self.model = model
+        self.config = config
+        self.data_config = data_config
+        self.dist = dist
+        self.recipe = get_recipe(config["model"]["baseline"])(config)
+        self.cache: dict[tuple[str, str], torch.Tensor] = {}
+
+    def __call__(self, records: Sequence[ImageRecord], description: str) -> torch.Tensor:
+        """(N, D) normalised embeddings of ``records`` in their order (the same on every rank)."""
+        missing = [r for r in dict.fromkeys(records) if (str(r.path), r.view) not in self.cache]
+        by_view: dict[str, list[ImageRecord]] = {}
+        for record in missing:
+            by_view.setdefault(record.view, []).append(record)
+        for view, view_records in by_view.items():
+            for record, embedding in zip(view_records, self._embed(view_records, view, description)):
+                self.cache[(str(record.path), view)] = embedding
+        return torch.stack([self.cache[(str(r.path), r.view)] for r in records])
+
+    def _embed(self, records: list[ImageRecord], view: str, description: str) -> torch.Tensor:
+        share = np.array_split(np.arange(len(records)), self.dist.world_size)[self.dist.rank]
+        local = [records[i] for i in share]
+        transform = self.recipe.eval_transform(self.config, self.data_config, view)
+        dataset = ImageDataset(local, transform, strict=bool(self.config["data"]["strict_images"]))
+        loader = DataLoader(
+            dataset,
+            batch_size=int(self.config["data"]["eval_batch_size"]),
+            num_workers=int(self.config["data"]["num_workers"]),
+            collate_fn=collate_skipping,
+            pin_memory=self.dist.device.type == "cuda",
+        )
+        if len(local):
+            embeddings, _ = embed_dataset(
+                self.model.embed,
+                _with_skips(loader, dataset, description),
+                view,
+                flip_tta=bool(self.config["eval"]["flip_tta"]),
+                device=self.dist.device,
+            )
+        else:
+            embeddings = torch.zeros((0, int(self.model.embedding_dim)))
+        if len(embeddings) != len(local):
+            raise RuntimeError(f"{description}: {len(local) - len(embeddings)} images could not be read")
+        return gather_tensor(embeddings.to(self.dist.device)).cpu()
+
+
+def _with_skips(loader: DataLoader, dataset: ImageDataset, description: str) -> Any:
+    for batch in loader:
+        if dataset.update_skipped(batch):
+            LOGGER.warning("%s: unreadable images %s", description, batch.get("skipped"))
+        if "image" in batch:
+            yield batch
+
+
+def evaluate_model(
+    model: nn.Module,
+    data: Any,
+    config: Mapping[str, Any],
+    dist: DistContext,
+) -> list[dict[str, Any]]:
+    """Metrics of every evaluation split of ``data.benchmark`` (same list on every rank)."""
+    splits = eval_splits(data.benchmark, config)
+    embedder = Embedder(model, config, model.data_config, dist)
+    evaluation = config["eval"]
+    max_queries = evaluation.get("max_queries")
+    results: list[dict[str, Any]] = []
+    for split in splits:
+        queries = _drop_unreadable(split.queries, config, split.name)
+        gallery = _drop_unreadable(split.gallery, config, split.name)
+        if max_queries:
+            queries = queries[: int(max_queries)]
+        query_emb = embedder(queries, f"{split.name} queries")
+        gallery_emb = embedder(gallery, f"{split.name} gallery")
+        if not dist.is_main:
+            continue
+        protocol = split.protocol if evaluation["protocol"] == "auto" else evaluation["protocol"]
+        result = evaluate_embeddings(
+            query_emb,
+            [r.label for r in queries],
+            gallery_emb,
+            [r.label for r in gallery],
+            protocol=protocol,
+            chunk_size=int(evaluation["chunk_size"]),
+            gallery_variant=split.gallery_variant,
+            flip_tta=bool(evaluation["flip_tta"]),
+            split=split.name,
+            metadata={
+                "dataset": config["data"]["dataset"],
+                "baseline": config["model"]["baseline"],
+                "cvd": bool(config["cvd"]["enabled"]),
+                "unreadable_skipped": (len(split.queries) - len(queries))
+                + (len(split.gallery) - len(gallery)),
+            },
+        )
+        result["summary"] = summary_line(result)
+        results.append(result)
+    return broadcast_object(results)  # type: ignore[return-value]
+
+
+def _drop_unreadable(records: list[ImageRecord], config: Mapping[str, Any], name: str) -> list[ImageRecord]:
+    """Drop (and report) unreadable images before embedding, so every rank's share stays aligned."""
+    dataset = ImageDataset(records, None, strict=bool(config["data"]["strict_images"]), verify=True)
+    if dataset.skipped:
+        LOGGER.warning("%s: %d unreadable images skipped", name, len(dataset.skipped))
+    return dataset.records
+
+
+def mine_neighbours(model: nn.Module, data: Any, dist: DistContext) -> dict[int, np.ndarray]:
+    """Hard negatives for the similarity sampler: for each training location, the locations whose
+    satellite embeddings are most similar to its query's (Sample4Geo's sim-sampling)."""
+    from cvd.data import neighbours_from_embeddings
+
+    embedder = Embedder(model, data.config, model.data_config, dist)
+    pairs = data.dataset.pairs
+    first = {}
+    for pair in pairs:
+        first.setdefault(pair.label, pair)
+    locations = sorted(first)
+    queries = [ImageRecord(first[k].query, k, first[k].location, "street") for k in locations]
+    satellites = [ImageRecord(first[k].satellite, k, first[k].location, "satellite") for k in locations]
+    query_emb = embedder(queries, "mining queries")
+    satellite_emb = embedder(satellites, "mining satellites")
+    k = int(getattr(data.sampler, "neighbour_range", 128))
+    return neighbours_from_embeddings(query_emb, satellite_emb, locations, k=k)
+
+
+def write_results(results: list[Mapping[str, Any]], path: Path) -> None:
+    """All splits' metrics in one JSON file (atomic)."""
+    payload = [{k: _jsonable(v) for k, v in result.items()} for result in results]
+    atomic_write_text(path, json.dumps(payload, indent=2))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value

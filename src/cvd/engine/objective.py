@@ -1,0 +1,125 @@
+"""The training objective: the model, the baseline's own loss, and CVD's terms (paper eq. 7).
+
+One module holds them all so that DistributedDataParallel sees every trainable parameter (the
+model's, and the loss's own such as a learnable logit scale or classifiers).
+
+With CVD on, the total is
+
+    total = baseline terms that are not L_loc
+            + lambda1 * (L_iic^q + L_iic^s) / 2 + lambda2 * (L_irc^q + L_irc^s) / 2 + lambda3 * L_loc
+
+where L_loc is chosen by ``cvd.loc``:
+
+- ``baseline``: the baseline's own loss *is* the cross-view contrastive loss (Sample4Geo,
+  Game4Loc), so it is weighted by lambda3 and nothing is added;
+- ``infonce`` / ``bi-infonce``: the baseline's loss is kept as it is and an InfoNCE with
+  temperature ``cvd.tau`` (one-way, or symmetric) on the content embeddings is added
+  (classification baselines: LPN, MCCG, FSRA, ...);
+- ``none``: the baseline's loss only;
+- ``auto``: ``baseline`` for contrastive recipes, ``infonce`` otherwise.
+
+The independence term sees the *global* batch (pooled content and viewpoint vectors are
+gathered across ranks, and the permutation and projections come from a generator seeded the same
+on every rank). The reconstruction term is a per-image mean, computed locally: DDP's gradient
+averaging makes it the global mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from cvd.baselines.base import LossContext
+from cvd.losses import independence_loss, info_nce, reconstruction_loss
+
+
+def resolve_loc_mode(mode: str, contrastive: bool) -> str:
+    """``auto`` -> ``baseline`` for contrastive recipes, ``infonce`` for the others."""
+    if mode == "auto":
+        return "baseline" if contrastive else "infonce"
+    return mode
+
+
+class TrainingObjective(nn.Module):
+    """``forward(batch, context)`` -> dict of named loss terms, with ``"total"`` to optimise."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: nn.Module,
+        cvd_config: Mapping[str, Any],
+        contrastive: bool,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        self.cvd_enabled = bool(cvd_config.get("enabled", False))
+        self.loc_mode = resolve_loc_mode(str(cvd_config.get("loc", "auto")), contrastive)
+        lambdas = cvd_config.get("lambda", [10.0, 0.2, 1.0])
+        self.lambda_iic, self.lambda_irc, self.lambda_loc = (float(v) for v in lambdas)
+        self.tau = float(cvd_config.get("tau", 0.05))
+        self.use_iic = bool(cvd_config.get("independence", True))
+        self.use_irc = bool(cvd_config.get("reconstruction", True))
+        self.n_projections = int(cvd_config.get("n_projections", 128))
+
+    def forward(self, batch: Mapping[str, Any], context: LossContext) -> dict[str, torch.Tensor]:
+        outputs = self.model(query=batch["query"], satellite=batch["satellite"])
+        terms = dict(self.criterion(outputs, batch, context))
+        baseline_total = terms.pop("total")
+        if not self.cvd_enabled:
+            terms["total"] = baseline_total
+            return terms
+
+        total = self._loc_total(baseline_total, outputs, batch, context, terms)
+        if self.use_iic:
+            for branch in ("query", "satellite"):
+                terms[f"iic_{branch}"] = self._independence(outputs[branch], context)
+            total = total + self.lambda_iic * 0.5 * (terms["iic_query"] + terms["iic_satellite"])
+        if self.use_irc:
+            for branch in ("query", "satellite"):
+                terms[f"irc_{branch}"] = reconstruction_loss(
+                    outputs["reconstruction"][branch], outputs["reconstruction_target"][branch]
+                )
+            total = total + self.lambda_irc * 0.5 * (terms["irc_query"] + terms["irc_satellite"])
+        terms["total"] = total
+        return terms
+
+    def _loc_total(
+        self,
+        baseline_total: torch.Tensor,
+        outputs: Mapping[str, Any],
+        batch: Mapping[str, Any],
+        context: LossContext,
+        terms: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        if self.loc_mode == "baseline":
+            return self.lambda_loc * baseline_total
+        if self.loc_mode == "none":
+            return baseline_total
+        labels = context.gather(batch["label"])
+        loc = info_nce(
+            context.gather(outputs["query"]["embedding"]),
+            context.gather(outputs["satellite"]["embedding"]),
+            tau=self.tau,
+            labels=labels,
+            ref_labels=labels,
+            symmetric=self.loc_mode == "bi-infonce",
+        )
+        terms["loc"] = loc
+        return baseline_total + self.lambda_loc * loc
+
+    def _independence(self, branch_outputs: Mapping[str, Any], context: LossContext) -> torch.Tensor:
+        # Pool before gathering: the loss works on one vector per image, and gathering whole
+        # feature maps would cost memory for nothing.
+        content = context.gather(_pool(branch_outputs["zc"]))
+        viewpoint = context.gather(_pool(branch_outputs["zv"]))
+        return independence_loss(
+            content, viewpoint, n_projections=self.n_projections, generator=context.generator
+        )
+
+
+def _pool(feature_map: torch.Tensor) -> torch.Tensor:
+    return feature_map.float().mean(dim=(2, 3)) if feature_map.ndim == 4 else feature_map.float()

@@ -1,0 +1,402 @@
+"""The training loop behind ``cvd fit``: one loop for every dataset x baseline x CVD on/off.
+
+Engine choice: plain PyTorch (``torchrun`` + ``DistributedDataParallel`` + ``torch.amp``) rather
+than Lightning. The parts that matter for this project are ours either way -- the differentiable
+cross-rank gather that the InfoNCE negatives and the independence permutation need, checkpoints
+that hold the sampler position and RNG states and load with ``weights_only=True``, an exact
+kill-and-resume -- and a Trainer would have to be bent around each of them, while torch's own
+launcher, DDP and AMP are the well-kept pieces Lightning itself wraps (docs/engine.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from cvd import __version__
+from cvd.baselines import LossContext, get_recipe
+from cvd.config import atomic_write_text, save_config
+from cvd.engine.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from cvd.engine.data import TrainData, build_train_data
+from cvd.engine.distributed import (
+    DistContext,
+    all_reduce_sum,
+    barrier,
+    gather_with_grad,
+    init_distributed,
+)
+from cvd.engine.evaluate import evaluate_model, write_results
+from cvd.engine.logging import RunLogger
+from cvd.engine.objective import TrainingObjective
+from cvd.engine.optim import build_optimizer, build_scheduler
+from cvd.errors import CVDError, NonFiniteLossError
+
+LOGGER = logging.getLogger("cvd")
+
+
+@dataclass
+class FitResult:
+    """Where a run's outputs are, and its final evaluation."""
+
+    run_dir: Path
+    steps: int
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def git_commit() -> str:
+    """The source tree's commit (``+dirty`` when it has uncommitted changes), or ``unknown``."""
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def run_directory(config: Mapping[str, Any]) -> Path:
+    """``<output_dir>/<name>``."""
+    return Path(config["output_dir"]) / str(config.get("name") or "run")
+
+
+def precision_settings(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use a GradScaler) for ``train.precision``."""
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return None, False
+    if precision == "bf16":
+        return torch.bfloat16, False
+    return torch.float16, device.type == "cuda"
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (all ranks alike: DDP also broadcasts the initial weights)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The same generator on every rank for a step: shared random projections and permutations."""
+    generator = torch.Generator()
+    generator.manual_seed((seed * 1_000_003 + step) % 2**63)
+    return generator
+
+
+class Trainer:
+    """Builds everything from a resolved config and runs (or resumes) training and evaluation."""
+
+    def __init__(self, config: dict[str, Any], resume: bool = False) -> None:
+        self.config = config
+        self.resume = resume
+        self.dist: DistContext = init_distributed(config["train"]["device"])
+        self.run_dir = run_directory(config)
+        self.checkpoint_dir = self.run_dir / "checkpoints"
+        if config.get("deterministic"):
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        set_seed(int(config["seed"]))
+
+        self.recipe = get_recipe(config["model"]["baseline"])(config)
+        self.data: TrainData = build_train_data(config, self.recipe, self.dist)
+        config["model"]["num_classes"] = self.data.num_locations
+
+        model = self.recipe.build_model(config)
+        criterion = self.recipe.build_criterion(config)
+        self.objective = TrainingObjective(model, criterion, config["cvd"], self.recipe.contrastive)
+        self.objective.to(self.dist.device)
+        if config["model"].get("channels_last", True):
+            self.objective.to(memory_format=torch.channels_last)
+        if self.dist.distributed and config["train"].get("sync_bn"):
+            self.objective = nn.SyncBatchNorm.convert_sync_batchnorm(self.objective)
+        self.model = self.objective.model
+        self.data.attach_model(self.model)
+
+        self.engine: nn.Module = self.objective
+        if self.dist.distributed:
+            device_ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            self.engine = DistributedDataParallel(self.objective, device_ids=device_ids)
+
+        self.accumulate = max(1, int(config["optim"]["accumulate"]))
+        self.steps_per_epoch = max(1, self.data.batches_per_epoch // self.accumulate)
+        epochs = math.ceil(float(config["schedule"]["epochs"]))
+        total = self.steps_per_epoch * epochs
+        max_steps = config["schedule"].get("max_steps")
+        self.total_steps = min(total, int(max_steps)) if max_steps else total
+        self.epochs = epochs
+        self.optimizer = build_optimizer(self.objective, config["optim"])
+        self.scheduler = build_scheduler(
+            self.optimizer, config["schedule"], self.steps_per_epoch, self.total_steps
+        )
+        self.autocast_dtype, use_scaler = precision_settings(config["train"]["precision"], self.dist.device)
+        self.scaler = torch.amp.GradScaler(self.dist.device.type, enabled=use_scaler)
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+
+    # ------------------------------------------------------------------ set-up and state
+    def prepare_run_dir(self) -> None:
+        """Write the resolved config and the run's identity (version, commit, command, world)."""
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.run_dir / "config.yaml")
+        info = {
+            "cvd_version": __version__,
+            "git_commit": git_commit(),
+            "command": sys.argv,
+            "world_size": self.dist.world_size,
+            "device": str(self.dist.device),
+            "torch": torch.__version__,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed": self.resume,
+            "train_pairs": len(self.data.dataset),
+            "train_locations": self.data.num_locations,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+        }
+        atomic_write_text(self.run_dir / "run_info.json", json.dumps(info, indent=2))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs (see cvd.engine.checkpoint)."""
+        return {
+            "model": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "sampler": self.data.sampler_state(),
+            "rng": capture_rng_state(),
+            "cvd_version": __version__,
+        }
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore a checkpoint written by :meth:`state_dict` (strictly: same model and recipe)."""
+        try:
+            self.objective.load_state_dict(state["model"], strict=True)
+        except RuntimeError as error:
+            raise CVDError(
+                f"the checkpoint in {self.checkpoint_dir} does not match this config's model: {error}"
+            ) from error
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.data.load_sampler_state(state.get("sampler") or {})
+        restore_rng_state(state["rng"])
+
+    def save(self) -> None:
+        if self.dist.is_main:
+            save_checkpoint(
+                self.state_dict(),
+                self.checkpoint_dir,
+                self.step,
+                int(self.config["checkpoint"]["keep_last"]),
+            )
+        barrier()
+
+    def try_resume(self) -> None:
+        if not self.resume:
+            return
+        path = latest_checkpoint(self.checkpoint_dir)
+        if path is None:
+            LOGGER.warning("--resume: no checkpoint in %s; starting from scratch", self.checkpoint_dir)
+            return
+        self.load_state(load_checkpoint(path, map_location=self.dist.device))
+        self.logger.truncate_after(self.step)
+        if self.dist.is_main:
+            LOGGER.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.step)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> FitResult:
+        """Train to the end of the schedule, evaluating as configured; returns the final results."""
+        self.prepare_run_dir()
+        self.try_resume()
+        every = int(self.config["eval"]["every_epochs"])
+        every_steps = int(self.config["checkpoint"]["every_steps"])
+        results: list[dict[str, Any]] = []
+        try:
+            while self.epoch < self.epochs and self.step < self.total_steps:
+                finished_epoch = self._train_epoch(every_steps)
+                if not finished_epoch:  # schedule.max_steps reached inside the epoch
+                    self.save()
+                    break
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                last = self.epoch >= self.epochs or self.step >= self.total_steps
+                if every > 0 and self.epoch % every == 0 and not last:
+                    self.evaluate()
+                if not last:
+                    self.data.on_epoch_end(self.model, self.epoch)
+                self.save()
+            results = self.evaluate(final=True)
+            self.release()
+        finally:
+            self.logger.close()
+        return FitResult(self.run_dir, self.step, results)
+
+    def _micro_batches(self) -> Iterator[dict[str, Any]]:
+        loader = self.data.loader(self.epoch, skip_batches=self.batch_in_epoch)
+        yield from loader
+
+    def _train_epoch(self, every_steps: int) -> bool:
+        """One epoch (or what is left of it after a resume). False when max_steps ended it early."""
+        self.engine.train()
+        remaining = self.data.batches_per_epoch - self.batch_in_epoch
+        progress = tqdm(
+            total=remaining,
+            desc=f"epoch {self.epoch + 1}/{self.epochs}",
+            disable=not self.dist.is_main,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        started = time.perf_counter()
+        for batch in self._micro_batches():
+            batch = _to_device(batch, self.dist.device)
+            accumulating = (self.batch_in_epoch + 1) % self.accumulate != 0
+            sync = (
+                self.engine.no_sync()
+                if accumulating and isinstance(self.engine, DistributedDataParallel)
+                else contextlib.nullcontext()
+            )
+            context = LossContext(
+                gather=gather_with_grad,
+                generator=step_generator(int(self.config["seed"]), self.step),
+                step=self.step,
+            )
+            with sync:
+                with torch.autocast(
+                    self.dist.device.type,
+                    dtype=self.autocast_dtype or torch.float32,
+                    enabled=self.autocast_dtype is not None,
+                ):
+                    terms = self.engine(batch, context)
+                self._check_finite(terms)
+                self.scaler.scale(terms["total"] / self.accumulate).backward()
+            self.batch_in_epoch += 1
+            progress.update(1)
+            if accumulating:
+                continue
+            self._optimizer_step()
+            self.step += 1
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            progress.set_postfix(loss=f"{values['total']:.4f}")
+            if self.step % int(self.config["train"]["log_every"]) == 0 or self.step == 1:
+                values["lr"] = self.optimizer.param_groups[0]["lr"]
+                values["epoch"] = self.epoch + self.batch_in_epoch / self.data.batches_per_epoch
+                values["images_per_s"] = (
+                    2 * self.data.global_batch * self.accumulate / max(1e-9, time.perf_counter() - started)
+                )
+                self.logger.log_train(self.step, values)
+            started = time.perf_counter()
+            if every_steps > 0 and self.step % every_steps == 0:
+                self.save()
+            if self.step >= self.total_steps:
+                progress.close()
+                return self.batch_in_epoch >= self.data.batches_per_epoch
+        progress.close()
+        return True
+
+    def _optimizer_step(self) -> None:
+        clip = self.config["optim"].get("clip_grad")
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.objective.parameters(), float(clip))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    def _check_finite(self, terms: Mapping[str, torch.Tensor]) -> None:
+        bad = 0.0 if torch.isfinite(terms["total"].detach()).item() else 1.0
+        if all_reduce_sum(bad, self.dist.device) > 0:
+            described = ", ".join(f"{k}={float(v.detach()):.6g}" for k, v in terms.items())
+            last = latest_checkpoint(self.checkpoint_dir)
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {self.epoch + 1}, optimiser step {self.step + 1} "
+                f"(micro-batch {self.batch_in_epoch + 1}): {described}; {kept}. "
+                f"Lower optim.lr, enable optim.clip_grad, or use train.precision=fp32."
+            )
+
+    # ------------------------------------------------------------------ evaluation and release
+    def evaluate(self, final: bool = False) -> list[dict[str, Any]]:
+        """Evaluate every split of the dataset; results logged and, at the end, written as JSON."""
+        results = evaluate_model(self.model, self.data, self.config, self.dist)
+        if self.dist.is_main:
+            for result in results:
+                self.logger.log_eval(self.step, result["split"], _scalars(result))
+                LOGGER.info(result.get("summary", ""))
+            write_results(
+                results, self.run_dir / ("results.json" if final else f"eval/step-{self.step}.json")
+            )
+        barrier()
+        return results
+
+    def release(self) -> None:
+        """Safetensors weights and the config that rebuilds the model, for users and `cvd test`."""
+        if self.dist.is_main:
+            from cvd.models import save_release
+
+            save_release(self.model, self.config, self.run_dir / "release")
+        barrier()
+
+
+def _scalars(result: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if isinstance(v, int | float | str) and k != "summary"}
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    moved: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = value.to(device, non_blocking=True)
+            if value.ndim == 4:
+                value = value.contiguous(memory_format=torch.channels_last)
+        moved[key] = value
+    return moved
+
+
+def fit(config: dict[str, Any], resume: bool = False) -> FitResult:
+    """Train and evaluate one config; the entry point of ``cvd fit``."""
+    return Trainer(config, resume=resume).fit()

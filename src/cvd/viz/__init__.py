@@ -1,0 +1,1 @@
+"""Figures and reports: loss curves, retrieval grids, the demo's report."""
