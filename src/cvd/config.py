@@ -62,7 +62,6 @@ CHOICES: dict[str, list[Any] | Callable[[], list[str]]] = {
     "data.dataset": _registry_names("cvd.data", "DATASETS"),
     "data.sampler": [
         "auto",
-        "random",
         "location_shuffle",
         "gps",
         "similarity",
@@ -142,7 +141,9 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: 'base' must be a path or a list of paths")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = merge(merged, _load_with_bases(path.parent / base, (*seen, path)))
+        inherited = _load_with_bases(path.parent / base, (*seen, path))
+        inherited.pop("meta", None)  # provenance describes its own file only, never its children
+        merged = merge(merged, inherited)
     return merge(merged, data)
 
 

@@ -101,3 +101,118 @@ def test_image_transform_resizes_and_normalises():
         "interpolation": "bicubic",
     }
     assert transform_from_data_config(config)(Image.new("RGB", (9, 9))).shape == (3, 6, 6)
+
+
+# -- University-1652-style per-view augmentation (data.augment: pad, satellite_affine_degrees,
+#    view_flip_prob, interpolation) ------------------------------------------------------------
+
+_PLAIN = {
+    "input_size": (3, 12, 12),
+    "mean": (0.0, 0.0, 0.0),
+    "std": (1.0, 1.0, 1.0),
+    "interpolation": "bilinear",
+}
+
+
+def _pair_config(size: int = 12, **augment) -> dict:
+    return {"data": {"query_size": [size, size], "satellite_size": [size, size], "augment": augment}}
+
+
+def _as_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """ToTensor undone (mean 0, std 1): (3, H, W) in [0, 1] -> (H, W, 3) uint8."""
+    return np.rint(tensor.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def _random_image(size: int, seed: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+def test_new_augment_defaults_keep_the_plain_resize():
+    from cvd.data.transforms import build_eval_transform, build_pair_transform
+
+    query, satellite = _random_image(20, 3), _random_image(20, 4)
+    config = _pair_config()
+    q, s = build_pair_transform(config, _PLAIN, training=True)(query, satellite)
+    assert torch.equal(q, build_eval_transform(config, _PLAIN, "drone")(query))
+    assert torch.equal(s, build_eval_transform(config, _PLAIN, "satellite")(satellite))
+
+
+def test_pad_and_random_crop_take_a_window_of_the_edge_padded_image():
+    from cvd.data.transforms import build_pair_transform
+
+    size, pad = 12, 3
+    image = _random_image(size, 5)  # already at the target size: the resize is the identity
+    padded = np.pad(np.asarray(image), ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    windows = {
+        (y, x): padded[y : y + size, x : x + size] for y in range(2 * pad + 1) for x in range(2 * pad + 1)
+    }
+    transform = build_pair_transform(_pair_config(size, pad=pad), _PLAIN, training=True)
+    offsets = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        q, s = transform(image, image)
+        for out in (_as_uint8(q), _as_uint8(s)):
+            matches = [offset for offset, window in windows.items() if np.array_equal(out, window)]
+            assert matches, "the output is not a size x size window of the edge-padded image"
+            offsets.update(matches)
+    assert len(offsets) > 10  # the crop position is random, not fixed
+
+
+def test_view_flips_are_drawn_independently_for_each_view():
+    from cvd.data.transforms import build_pair_transform
+
+    image = _random_image(12, 6)
+    plain = np.asarray(image)
+    transform = build_pair_transform(_pair_config(view_flip_prob=0.5), _PLAIN, training=True)
+    combos = set()
+    for seed in range(40):
+        torch.manual_seed(seed)
+        q, s = transform(image, image)
+        flags = []
+        for out in (_as_uint8(q), _as_uint8(s)):
+            assert np.array_equal(out, plain) or np.array_equal(out, plain[:, ::-1])
+            flags.append(bool(np.array_equal(out, plain[:, ::-1])))
+        combos.add(tuple(flags))
+    assert combos == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_satellite_affine_rotation_turns_the_satellite_only_by_the_drawn_angle():
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    from cvd.data.transforms import build_pair_transform
+
+    image = _random_image(12, 7)
+    transform = build_pair_transform(_pair_config(satellite_affine_degrees=90), _PLAIN, training=True)
+    angles = []
+    for seed in range(10):
+        torch.manual_seed(seed)
+        angle = float(torch.empty(1).uniform_(-90.0, 90.0).item())  # RandomAffine's only draw here
+        torch.manual_seed(seed)
+        q, s = transform(image, image)
+        expected = TF.affine(
+            image, angle, [0, 0], 1.0, [0.0, 0.0], interpolation=InterpolationMode.NEAREST, fill=0
+        )
+        assert np.array_equal(_as_uint8(s), np.asarray(expected))
+        assert np.array_equal(_as_uint8(q), np.asarray(image))  # queries are never rotated
+        angles.append(angle)
+    assert min(angles) < 0 < max(angles)
+
+
+def test_interpolation_override_applies_to_evaluation_too():
+    from cvd.data.transforms import build_eval_transform
+
+    image = _random_image(30, 8)
+    out = build_eval_transform(_pair_config(interpolation="nearest"), _PLAIN, "satellite")(image)
+    expected = np.asarray(image.resize((12, 12), Image.Resampling.NEAREST))
+    assert np.array_equal(_as_uint8(out), expected)
+
+
+def test_pad_and_affine_refuse_polar_satellites_and_unknown_interpolations():
+    from cvd.data.transforms import build_eval_transform, build_pair_transform
+    from cvd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="polar"):
+        build_pair_transform(_pair_config(pad=10, polar=True), _PLAIN)
+    with pytest.raises(ConfigError, match=r"data\.augment\.interpolation"):
+        build_eval_transform(_pair_config(interpolation="lanczos"), _PLAIN, "drone")

@@ -34,5 +34,28 @@ def test_cvd_variant_changes_only_the_cvd_section():
         if not baseline.is_file():
             continue
         with_cvd, without = load_config(path), load_config(baseline)
+        # A second stage starts from its own variant's first stage: model.init_from may differ.
+        for config in (with_cvd, without):
+            config["model"].pop("init_from", None)
         for section in set(with_cvd) - {"cvd", "name", "meta"}:
             assert with_cvd[section] == without[section], f"{path.name} changes {section!r}"
+
+
+def test_reproduce_doc_is_up_to_date():
+    import subprocess
+    import sys
+
+    script = CONFIGS.parent / "scripts" / "reproduce_doc.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_paper_rows_carry_their_numbers():
+    for path in EXPERIMENTS:
+        meta = load_config(path).get("meta") or {}
+        if "table" in meta:
+            assert meta.get("row") and meta.get("paper"), path
+            for metrics in meta["paper"].values():
+                assert all(0 <= value <= 100 for value in metrics.values()), path

@@ -44,10 +44,14 @@ class Recipe:
         self.loss_options: Mapping[str, Any] = config.get("loss") or {}
 
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:
-        """The retrieval model (backbone, CVD when enabled, this baseline's head)."""
-        from cvd.models import build_model
+        """The retrieval model (backbone, CVD when enabled, this baseline's head).
 
-        return build_model(config)
+        Overrides build on :func:`cvd.models.model.build_retrieval_model`, never on
+        :func:`cvd.models.build_model`, which dispatches back here.
+        """
+        from cvd.models.model import build_retrieval_model
+
+        return build_retrieval_model(config)
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
         """A module computing this baseline's own loss terms; it owns the loss's parameters.

@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from cvd.errors import ConfigError
+
+
+def require_num_classes(num_classes: int | None, head: str) -> int:
+    """Classification heads need the number of training locations; say where it comes from."""
+    if num_classes is None or isinstance(num_classes, bool) or int(num_classes) < 1:
+        raise ConfigError(
+            f"model.num_classes: head '{head}' needs the number of training locations (got "
+            f"{num_classes!r}); `cvd fit` sets it from the training set"
+        )
+    return int(num_classes)
+
+
+def concatenate_normalised(features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Part features, each L2-normalised and scaled by 1/sqrt(parts), concatenated (unit norm).
+
+    The test scripts of LPN, FSRA and MCCG: every part weighs the same in the cosine similarity,
+    whatever its norm.
+    """
+    scale = 1.0 / math.sqrt(len(features))
+    return torch.cat([F.normalize(feature, dim=-1) * scale for feature in features], dim=-1)
 
 
 class ClassBlock(nn.Module):

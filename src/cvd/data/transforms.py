@@ -201,8 +201,24 @@ AUGMENT_OPTIONS = {
     "satellite_rotate90": False,
     "color_jitter": 0.0,
     "polar": False,
+    "pad": 0,
+    "satellite_affine_degrees": 0.0,
+    "view_flip_prob": 0.0,
+    "interpolation": None,
 }
-"""Keys of the config's `data.augment` mapping and their defaults (see docs/datasets.md)."""
+"""Keys of the config's `data.augment` mapping and their defaults (see docs/datasets.md).
+
+The last four reproduce the University-1652 baseline's per-view pipeline that LPN, SDPL, MCCG,
+FSRA and MBF inherit: resize, edge padding by `pad` pixels and a random crop back to the size,
+for satellites a random affine rotation of up to `satellite_affine_degrees` degrees (their
+`RandomAffine(90)`) before the crop, and a horizontal flip of each view drawn *independently*
+with `view_flip_prob` (their two `RandomHorizontalFlip`s; `flip_prob` is the shared flip of
+Sample4Geo). `interpolation` (nearest | bilinear | bicubic) overrides the backbone's resize
+interpolation for training and evaluation (their scripts resize bicubic). The defaults leave
+every earlier recipe unchanged.
+"""
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
 
 def _size(value: Any) -> tuple[int, int]:
@@ -212,14 +228,59 @@ def _size(value: Any) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def _view_size(config: Mapping[str, Any], data_config: Mapping[str, Any], view: str) -> tuple[int, int]:
+    data = config.get("data", {})
+    key = "satellite_size" if view == "satellite" else "query_size"
+    return _size(data.get(key) or data_config["input_size"][-2:])
+
+
+def _interpolation(augment: Mapping[str, Any]) -> str | None:
+    value = augment.get("interpolation")
+    if value is not None and value not in INTERPOLATIONS:
+        from cvd.errors import ConfigError
+
+        raise ConfigError(f"data.augment.interpolation: {value!r} is not one of {list(INTERPOLATIONS)}")
+    return value
+
+
+def view_augmentation(
+    size: tuple[int, int],
+    pad: int = 0,
+    affine_degrees: float = 0.0,
+    flip_prob: float = 0.0,
+    interpolation: str = "bilinear",
+) -> Callable[[Image.Image], Image.Image]:
+    """One view's geometric training augmentation (PIL -> PIL of exactly `size` = (H, W)).
+
+    The University-1652 baseline's order: resize to `size`, pad `pad` pixels by repeating the
+    edge, rotate by a uniform angle in [-affine_degrees, affine_degrees] (zero fill), crop a
+    random `size` window, flip horizontally with probability `flip_prob`. The per-view resize
+    and normalise that follow are then a no-op resize (PIL returns a copy at equal size).
+    """
+    from torchvision import transforms as T
+
+    steps: list[Callable] = [T.Resize(size, interpolation=T.InterpolationMode(interpolation), antialias=True)]
+    if pad > 0:
+        steps.append(T.Pad(int(pad), padding_mode="edge"))
+    if affine_degrees > 0:
+        steps.append(T.RandomAffine(float(affine_degrees)))
+    if pad > 0:
+        steps.append(T.RandomCrop(size))
+    if flip_prob > 0:
+        steps.append(T.RandomHorizontalFlip(float(flip_prob)))
+    return T.Compose(steps)
+
+
 def build_eval_transform(
     config: Mapping[str, Any], data_config: Mapping[str, Any], view: str
 ) -> Callable[[Image.Image], torch.Tensor]:
     """Deterministic resize + normalise of one view from the config's `data.query_size` /
     `data.satellite_size` and the backbone's mean/std (`data.augment.polar` warps satellites)."""
     data = config.get("data", {})
-    key = "satellite_size" if view == "satellite" else "query_size"
-    size = _size(data.get(key) or data_config["input_size"][-2:])
+    size = _view_size(config, data_config, view)
+    interpolation = _interpolation(data.get("augment") or {})
+    if interpolation is not None:
+        data_config = {**data_config, "interpolation": interpolation}
     base = transform_from_data_config(data_config, size)
     if view == "satellite" and (data.get("augment") or {}).get("polar", False):
         from torchvision import transforms as T
@@ -252,10 +313,31 @@ def build_pair_transform(
             "data.augment: polar satellites cannot be rotated (their azimuth runs along the width); "
             "set rotate_prob: 0 and satellite_rotate90: false"
         )
+    pad, degrees = int(augment["pad"]), float(augment["satellite_affine_degrees"])
+    if augment["polar"] and (pad > 0 or degrees > 0):
+        from cvd.errors import ConfigError
+
+        raise ConfigError(
+            "data.augment: pad and satellite_affine_degrees work on square satellites; "
+            "they cannot be combined with polar: true"
+        )
     query = build_eval_transform(config, data_config, "drone")
     satellite = build_eval_transform(config, data_config, "satellite")
     if not training:
         return PairedTransform(query, satellite)
+    view_flip = float(augment["view_flip_prob"])
+    if pad > 0 or degrees > 0 or view_flip > 0:
+        from torchvision import transforms as T
+
+        interpolation = _interpolation(augment) or data_config.get("interpolation", "bilinear")
+        if interpolation not in INTERPOLATIONS:
+            interpolation = "bilinear"
+        query_size = _view_size(config, data_config, "drone")
+        satellite_size = _view_size(config, data_config, "satellite")
+        query = T.Compose([view_augmentation(query_size, pad, 0.0, view_flip, interpolation), query])
+        satellite = T.Compose(
+            [view_augmentation(satellite_size, pad, degrees, view_flip, interpolation), satellite]
+        )
     strength = float(augment["color_jitter"])
     if strength > 0:
         from torchvision import transforms as T

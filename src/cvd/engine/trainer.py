@@ -50,7 +50,7 @@ from cvd.engine.evaluate import evaluate_model, write_results
 from cvd.engine.logging import RunLogger
 from cvd.engine.objective import TrainingObjective
 from cvd.engine.optim import build_optimizer, build_scheduler
-from cvd.errors import CVDError, NonFiniteLossError
+from cvd.errors import CheckpointError, ConfigError, CVDError, NonFiniteLossError
 
 LOGGER = logging.getLogger("cvd")
 
@@ -164,6 +164,9 @@ class Trainer:
             self.optimizer, config["schedule"], self.steps_per_epoch, self.total_steps
         )
         self.autocast_dtype, use_scaler = precision_settings(config["train"]["precision"], self.dist.device)
+        self.sam = build_sam(self.optimizer, config["optim"], use_scaler, self.accumulate)
+        if config["model"].get("init_from"):
+            load_initial_weights(self.model, Path(config["model"]["init_from"]))
         self.scaler = torch.amp.GradScaler(self.dist.device.type, enabled=use_scaler)
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main)
         self.step = 0
@@ -317,6 +320,8 @@ class Trainer:
             progress.update(1)
             if accumulating:
                 continue
+            if self.sam is not None:
+                self._sharpness_aware_second_pass(batch, context)
             self._optimizer_step()
             self.step += 1
             values = {k: float(v.detach()) for k, v in terms.items()}
@@ -337,14 +342,30 @@ class Trainer:
         progress.close()
         return True
 
+    def _sharpness_aware_second_pass(self, batch: Mapping[str, Any], context: LossContext) -> None:
+        """(A)SAM: move to the worst-case neighbour, and take the gradient there (same batch, same
+        random projections); :meth:`_optimizer_step` then steps from the original weights."""
+        self.sam.first_step(zero_grad=True)
+        with torch.autocast(
+            self.dist.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            terms = self.engine(batch, context)
+        self._check_finite(terms)
+        terms["total"].backward()
+
     def _optimizer_step(self) -> None:
         clip = self.config["optim"].get("clip_grad")
         if clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.objective.parameters(), float(clip))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.sam is not None:
+            self.sam.second_step(zero_grad=True)  # restores the weights, then the optimiser steps
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
 
     def _check_finite(self, terms: Mapping[str, torch.Tensor]) -> None:
@@ -380,6 +401,49 @@ class Trainer:
 
             save_release(self.model, self.config, self.run_dir / "release")
         barrier()
+
+
+def build_sam(
+    optimizer: torch.optim.Optimizer, optim_config: Mapping[str, Any], use_scaler: bool, accumulate: int
+) -> Any:
+    """The (A)SAM wrapper when ``optim.sam`` is set (TransGeo), else None."""
+    options = optim_config.get("sam")
+    if not options:
+        return None
+    if not isinstance(options, Mapping):
+        raise ConfigError("optim.sam must be a mapping such as {rho: 2.5, adaptive: true} or null")
+    if use_scaler:
+        raise ConfigError("optim.sam does not work with fp16 loss scaling: set train.precision=bf16 or fp32")
+    if accumulate > 1:
+        raise ConfigError("optim.sam needs optim.accumulate=1 (both passes must see the same batch)")
+    from cvd.engine.sam import SharpnessAwareMinimizer
+
+    unknown = sorted(set(options) - {"rho", "adaptive", "eta"})
+    if unknown:
+        raise ConfigError(f"optim.sam: unknown option(s) {unknown}; known: adaptive, eta, rho")
+    return SharpnessAwareMinimizer(
+        optimizer,
+        rho=float(options.get("rho", 0.05)),
+        adaptive=bool(options.get("adaptive", False)),
+        eta=float(options.get("eta", 0.0)),
+    )
+
+
+def load_initial_weights(model: nn.Module, path: Path) -> None:
+    """Start from released weights (a run folder, a release folder or a .safetensors file), strictly."""
+    from safetensors.torch import load_file
+
+    candidates = [path / "release" / "model.safetensors", path / "model.safetensors", path]
+    weights = next((c for c in candidates if c.is_file()), None)
+    if weights is None:
+        raise CheckpointError(
+            f"model.init_from: no released weights at {path} (tried {', '.join(map(str, candidates[:2]))})"
+        )
+    try:
+        model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"model.init_from: {weights} does not fit this model: {error}") from error
+    LOGGER.info("initialised the model from %s", weights)
 
 
 def _scalars(result: Mapping[str, Any]) -> dict[str, Any]:

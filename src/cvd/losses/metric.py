@@ -78,31 +78,27 @@ def soft_margin_triplet(
     query: torch.Tensor,
     reference: torch.Tensor,
     labels: torch.Tensor | None = None,
-    ref_labels: torch.Tensor | None = None,
     alpha: float = 10.0,
 ) -> torch.Tensor:
-    """Weighted soft-margin triplet over every negative in the batch, both directions.
+    """SAFA's weighted soft-margin triplet, as TransGeo and GeoDTR train with it.
 
-    SAFA / TransGeo / GeoDTR: ``log(1 + exp(alpha * (d(q, r+) - d(q, r-))))`` averaged over all
-    (query, negative reference) pairs, plus the same with references as anchors, halved; ``d``
-    is the Euclidean distance of L2-normalised embeddings. Without labels, query i and reference
-    i are the pair.
+    ``mean over (anchor, negative) of log(1 + exp(alpha * (d2(a, p) - d2(a, n))))`` with
+    ``d2 = 2 - 2 cos`` the *squared* distance of L2-normalised embeddings, for query anchors and
+    for reference anchors, averaged (TransGeo writes it as alpha 20 on cosines: the same loss).
+    Pairs are query i / reference i; with ``labels``, references of the anchor's location are
+    neither positive (only the diagonal is) nor negative.
     """
-    query = F.normalize(query.float(), dim=1)
-    reference = F.normalize(reference.float(), dim=1)
     n = query.shape[0]
+    if reference.shape[0] != n:
+        raise ValueError("the soft-margin triplet pairs query i with reference i: sizes must agree")
+    cosine = F.normalize(query.float(), dim=1) @ F.normalize(reference.float(), dim=1).T
+    squared = 2.0 - 2.0 * cosine
     if labels is None:
         labels = torch.arange(n, device=query.device)
-    labels = labels.reshape(-1)
-    ref_labels = labels if ref_labels is None else ref_labels.reshape(-1)
-    distances = _distances(query, reference)
-    same = labels.unsqueeze(1) == ref_labels.unsqueeze(0)
-    positive_distance = distances.masked_fill(~same, 0.0).sum(1) / same.sum(1).clamp_min(1)
-    losses_q = F.softplus(alpha * (positive_distance.unsqueeze(1) - distances))[~same]
-    distances_t = distances.T
-    same_t = same.T
-    positive_distance_t = distances_t.masked_fill(~same_t, 0.0).sum(1) / same_t.sum(1).clamp_min(1)
-    losses_r = F.softplus(alpha * (positive_distance_t.unsqueeze(1) - distances_t))[~same_t]
-    if losses_q.numel() == 0:
-        return query.sum() * 0.0
-    return 0.5 * (losses_q.mean() + losses_r.mean())
+    negatives = labels[:, None] != labels[None, :]
+    if not negatives.any():
+        return cosine.sum() * 0.0
+    positive = squared.diagonal()
+    query_anchor = F.softplus(alpha * (positive[:, None] - squared))[negatives]
+    reference_anchor = F.softplus(alpha * (positive[None, :] - squared))[negatives]
+    return 0.5 * (query_anchor.mean() + reference_anchor.mean())

@@ -10,6 +10,7 @@ from cvd.models.model import (
     RetrievalModel,
     branch_of,
     build_model,
+    build_retrieval_model,
     resolve_cvd_config,
 )
 from cvd.models.release import load_release, save_release
@@ -29,6 +30,7 @@ __all__ = [
     "branch_of",
     "build_head",
     "build_model",
+    "build_retrieval_model",
     "load_release",
     "reconstruction_size",
     "register_head",

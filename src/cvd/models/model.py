@@ -9,6 +9,7 @@ viewpoint conv nor the decoders.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import nn
 from cvd.errors import ConfigError
 from cvd.models.backbones import Backbone
 from cvd.models.cvd import BRANCHES, CVD, SplitProjection, reconstruction_size
-from cvd.models.heads import build_head
+from cvd.models.heads import HEADS, build_head
 
 CVD_DEFAULTS: dict[str, Any] = {
     "enabled": False,
@@ -201,7 +202,34 @@ def _section(mapping: Mapping[str, Any], key: str, where: str) -> Mapping[str, A
     return value
 
 
-def build_model(config: Mapping[str, Any]) -> RetrievalModel:
+def build_model(config: Mapping[str, Any]) -> nn.Module:
+    """The model a config describes, built by its baseline's recipe (``model.baseline``).
+
+    Recipes register heads and may build their own model class (LPN's part model, TransGeo's
+    cropping head), so released weights, ``cvd test`` and ``cvd export`` must rebuild through the
+    recipe, not through the generic builder. Without ``model.baseline`` the generic
+    :func:`build_retrieval_model` is used.
+    """
+    baseline = (config.get("model") or {}).get("baseline")
+    if not baseline:
+        return build_retrieval_model(config)
+    from cvd.baselines import get_recipe  # imported late: the recipes build on this module
+
+    return get_recipe(str(baseline))(config).build_model(config)
+
+
+def _head_kwargs(head_name: str, kwargs: dict[str, Any], num_classes: Any) -> dict[str, Any]:
+    """Pass ``model.num_classes`` (set by the engine from the training set) to heads that take it."""
+    if num_classes is None or "num_classes" in kwargs:
+        return kwargs
+    factory = HEADS.get(head_name)
+    parameters = inspect.signature(factory).parameters if factory is not None else {}
+    if "num_classes" in parameters:
+        kwargs = {**kwargs, "num_classes": int(num_classes)}
+    return kwargs
+
+
+def build_retrieval_model(config: Mapping[str, Any]) -> RetrievalModel:
     """Build backbone (+ CVD) + head per the `model` and `cvd` sections of the full config."""
     model_config = _section(config, "model", "")
     backbone_config = _section(model_config, "backbone", "model.")
@@ -212,7 +240,9 @@ def build_model(config: Mapping[str, Any]) -> RetrievalModel:
     backbone_kwargs = dict(backbone_config.get("kwargs") or {})
     head_config = model_config.get("head") or {"name": "gap"}
     head_name = head_config.get("name", "gap")
-    head_kwargs = dict(head_config.get("kwargs") or {})
+    head_kwargs = _head_kwargs(
+        head_name, dict(head_config.get("kwargs") or {}), model_config.get("num_classes")
+    )
     share_weights = model_config.get("share_weights", True)
     if not isinstance(share_weights, bool):
         raise ConfigError(f"model.share_weights: must be true or false, got {share_weights!r}")

@@ -1,0 +1,146 @@
+"""Game4Loc (Ji et al., AAAI 2025, "Game4Loc: a UAV geo-localization benchmark from game data").
+
+One shared timm encoder (ViT-B with rotary embeddings, one register token, global average
+pooling; ``vit_base_patch16_rope_reg1_gap_256.sbb_in1k`` at 384 px), the pooled and normalised
+patch tokens as the embedding, a learnable logit scale (init 1/0.07), mutually exclusive batches
+(``data.sampler: mutually_exclusive``) and the *weighted InfoNCE*.
+
+Weighted InfoNCE, as defined by Game4Loc's paper and code: for the pair (q_i, r_i) with match
+weight w_i (on GTA-UAV the ground IoU of a positive or semi-positive pair), each direction's
+cross-entropy has a per-pair label smoothing
+
+    loss_i = (1 - eps_i) * (-log p(r_i | q_i)) + eps_i * mean_j (-log p(r_j | q_i)),
+    eps_i  = 1 - (1 - s) * sigmoid(k * w_i)
+
+(``s`` = ``loss.label_smoothing``, 0 in Game4Loc's recipe, so eps_i = 1 - sigmoid(k w_i) exactly
+as in its ``WeightedInfoNCE``; k = 5), averaged over pairs and over the two directions. A
+weak match (small w) is thus trusted less. On University-1652 and SUES-200 every positive is a
+full match (w = 1): the weighting reduces to the plain symmetric InfoNCE with a constant label
+smoothing of 1 - sigmoid(5) = 0.0067. Batches may carry ``positive_weight`` (B,) for data with
+partial matches; without it every pair has w = 1. ``loss.weighted: false`` gives the unweighted
+InfoNCE with label smoothing ``s``.
+
+Game4Loc's loss is its cross-view contrastive loss, so under CVD it is L_loc (``contrastive``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvd.baselines.base import LossContext, register_recipe
+from cvd.baselines.sample4geo import Sample4Geo
+
+
+def match_smoothing(weights: torch.Tensor, k: float = 5.0, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-pair label smoothing eps = 1 - (1 - s) * sigmoid(k * w) of Game4Loc's weighted InfoNCE."""
+    return 1.0 - (1.0 - label_smoothing) * torch.sigmoid(k * weights.float())
+
+
+def _smoothed_direction(logits: torch.Tensor, same: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
+    """Mean over positive pairs (row i, column j) of the per-row smoothed cross-entropy.
+
+    A row competes with its positive and its true negatives only: other columns of the same
+    location are left out (as `cvd.losses.info_nce` does), which with one item per location is
+    the plain cross-entropy over the whole row.
+    """
+    rows, columns = same.nonzero(as_tuple=True)
+    if rows.numel() == 0:
+        raise ValueError("weighted InfoNCE: no positive pair in the batch")
+    allowed = ~same[rows]
+    allowed[torch.arange(rows.numel(), device=logits.device), columns] = True
+    log_probabilities = torch.log_softmax(logits[rows].masked_fill(~allowed, float("-inf")), dim=1)
+    positive = log_probabilities.gather(1, columns[:, None]).squeeze(1)
+    uniform = log_probabilities.masked_fill(~allowed, 0.0).sum(1) / allowed.sum(1)
+    eps = smoothing[rows]
+    return (-(1.0 - eps) * positive - eps * uniform).mean()
+
+
+def weighted_info_nce(
+    query: torch.Tensor,
+    reference: torch.Tensor,
+    smoothing: torch.Tensor,
+    logit_scale: torch.Tensor | float,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE of paired rows with a per-pair label smoothing (Game4Loc's loss).
+
+    ``smoothing[i]`` belongs to pair i (query i and reference i); cosine logits times
+    ``logit_scale``. Without labels, row i of each side is its own location.
+    """
+    n = query.shape[0]
+    if reference.shape[0] != n or smoothing.shape[0] != n:
+        raise ValueError("weighted InfoNCE pairs query i with reference i: sizes must agree")
+    if labels is None:
+        labels = torch.arange(n, device=query.device)
+    logits = logit_scale * F.normalize(query.float(), dim=1) @ F.normalize(reference.float(), dim=1).T
+    same = labels[:, None] == labels[None, :]
+    smoothing = smoothing.to(logits.device).float()
+    forward = _smoothed_direction(logits, same, smoothing)
+    backward = _smoothed_direction(logits.T, same.T, smoothing)
+    return 0.5 * (forward + backward)
+
+
+class WeightedInfoNCE(nn.Module):
+    """Game4Loc's loss over the global batch; owns the learnable logit scale."""
+
+    def __init__(
+        self,
+        weighted: bool = True,
+        k: float = 5.0,
+        label_smoothing: float = 0.0,
+        logit_scale_init: float = 1 / 0.07,
+    ) -> None:
+        super().__init__()
+        self.weighted = weighted
+        self.k = k
+        self.label_smoothing = label_smoothing
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
+
+    def smoothing(self, batch: Mapping[str, Any], size: int, device: torch.device) -> torch.Tensor:
+        """eps per pair of this (local) batch: from its match weights, or s when unweighted."""
+        if not self.weighted:
+            return torch.full((size,), float(self.label_smoothing), device=device)
+        weights = batch.get("positive_weight")
+        if weights is None:
+            weights = torch.ones(size, device=device)  # every pair a full match
+        return match_smoothing(torch.as_tensor(weights, device=device), self.k, self.label_smoothing)
+
+    def forward(
+        self, outputs: Mapping[str, Any], batch: Mapping[str, Any], context: LossContext
+    ) -> dict[str, torch.Tensor]:
+        query = outputs["query"]["embedding"]
+        smoothing = self.smoothing(batch, query.shape[0], query.device)
+        loss = weighted_info_nce(
+            context.gather(query),
+            context.gather(outputs["satellite"]["embedding"]),
+            context.gather(smoothing),
+            self.logit_scale.exp(),
+            labels=context.gather(batch["label"]),
+        )
+        return {"weighted_infonce": loss, "total": loss}
+
+
+@register_recipe
+class Game4Loc(Sample4Geo):
+    """Shared encoder + pooled head as Sample4Geo (the head's LayerNorm starts from the encoder's
+    pooled-path norm where timm keeps one, e.g. ConvNeXt); weighted InfoNCE; mutually exclusive
+    batches."""
+
+    name = "game4loc"
+    contrastive = True
+    default_sampler = "mutually_exclusive"
+
+    def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
+        options = self.loss_options
+        return WeightedInfoNCE(
+            weighted=bool(options.get("weighted", True)),
+            k=float(options.get("k", 5.0)),
+            label_smoothing=float(options.get("label_smoothing", 0.0)),
+            logit_scale_init=float(options.get("logit_scale_init", 1 / 0.07)),
+        )
