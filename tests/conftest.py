@@ -7,10 +7,14 @@ import os
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# CI has 2 cores and runs 2 pytest-xdist workers: one torch thread each avoids oversubscription
+# (OpenMP spin-waiting made single tests 10x slower on a loaded machine).
+_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1))
+torch.set_num_threads(_THREADS)
+os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 
 
 @pytest.fixture(autouse=True)
