@@ -1,0 +1,133 @@
+"""Export the retrieval embedder of released weights to ONNX, and prove it matches PyTorch.
+
+Only `RetrievalModel.embedder(view)` is exported: backbone, content projection and head; no
+viewpoint branch, no decoders (CVD adds nothing at inference). The batch dimension is dynamic,
+the image size fixed to the model's evaluation size (localization resizes every image to it).
+
+An export is only written when onnxruntime reproduces PyTorch on real photographs (scikit-image's
+sample images, or the operator's own `check_images`) to within `atol` (default 1e-4, max absolute
+difference over all embedding components): random-noise inputs can hide differences that real
+image statistics expose (saturating activations, BatchNorm ranges).
+
+The legacy TorchScript exporter is used (`dynamo=False`): the dynamo exporter needs onnxscript,
+which is not a dependency, and the TorchScript path handles timm CNNs and ViTs at opset 17.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cvd.errors import CVDError
+from cvd.export.runtime import METADATA_PREFIX, OnnxEmbedder
+from cvd.geo.embedders import TorchEmbedder
+from cvd.geo.images import read_rgb
+
+OPSET = 17
+PARITY_ATOL = 1e-4
+SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+
+
+class ExportError(CVDError):
+    """The exported model cannot be written or does not reproduce PyTorch."""
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    view: str
+    identity: str
+    max_abs_diff: float
+    min_cosine: float
+    n_check_images: int
+    check_source: str
+
+
+def sample_images() -> list[Image.Image]:
+    """Real photographs bundled with scikit-image (no download), as RGB PIL images."""
+    try:
+        import skimage.data
+    except ImportError:
+        raise ExportError(
+            "the parity check needs real images: install scikit-image or pass --check-images"
+        ) from None
+    return [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in SAMPLE_IMAGES]
+
+
+def export_onnx(
+    model_path: str | os.PathLike,
+    out: str | os.PathLike,
+    view: str = "drone",
+    check_images: Sequence[str | os.PathLike] | None = None,
+    atol: float = PARITY_ATOL,
+    opset: int = OPSET,
+) -> ExportReport:
+    """Write `out` (.onnx) for `view`'s branch of released weights, after a parity check."""
+    import onnx
+
+    torch_embedder = TorchEmbedder.from_release(model_path, view)
+    if check_images:
+        images = [read_rgb(path)[0] for path in check_images]
+        source = f"{len(images)} given image(s)"
+    else:
+        images = sample_images()
+        source = f"scikit-image samples ({', '.join(SAMPLE_IMAGES)})"
+    batch = torch.stack([torch_embedder.transform(image) for image in images])
+    module = torch_embedder.module.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter warns about tracing internals
+            torch.onnx.export(
+                module,
+                (batch[:1],),
+                str(temporary),
+                input_names=["images"],
+                output_names=["embedding"],
+                dynamic_axes={"images": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        module.eval()  # the exporter restores the module's previous mode; keep inference mode
+        graph = onnx.load(str(temporary))
+        metadata = {
+            "identity": torch_embedder.identity,
+            "view": view,
+            "source": torch_embedder.source,
+            "data_config": json.dumps(torch_embedder.data_config),
+            "embedding_dim": str(torch_embedder.embedding_dim),
+        }
+        for key, value in metadata.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = METADATA_PREFIX + key, value
+        graph.producer_name = "cvd"
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(temporary))
+        expected = torch_embedder.embed(batch)
+        actual = OnnxEmbedder(temporary, view).embed(batch)
+    except CVDError:
+        temporary.unlink(missing_ok=True)
+        raise
+    except Exception as error:
+        temporary.unlink(missing_ok=True)
+        raise ExportError(f"{out}: ONNX export failed: {type(error).__name__}: {error}") from error
+    max_abs_diff = float(np.abs(expected - actual).max())
+    min_cosine = float((expected * actual).sum(axis=1).min())
+    if not max_abs_diff < atol:
+        temporary.unlink(missing_ok=True)
+        raise ExportError(
+            f"{out}: onnxruntime differs from PyTorch by up to {max_abs_diff:.2e} (allowed {atol:.0e}) "
+            f"on {source}; not written"
+        )
+    os.replace(temporary, out)
+    return ExportReport(out, view, torch_embedder.identity, max_abs_diff, min_cosine, len(images), source)

@@ -1,0 +1,48 @@
+"""Geo-localization: coordinates, map tiling, the gallery index, and localization of queries.
+
+Submodules: `coords` (haversine, georeferencing), `gallery` (tile CSV), `tiling` (cut a map),
+`index` (faiss index + manifest), `embed` (resumable sharded embedding), `embedders` (model
+loading and identity), `localize` (position, confidence, Dis@K), `figure` (PNG per query).
+Names from the torch-dependent modules load on first use, so `import cvd.geo` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cvd.geo.coords import EARTH_RADIUS_M, Georeference, haversine_m, weighted_mean_latlon
+from cvd.geo.gallery import GalleryTile, read_tiles_csv, tiles_from_records, write_tiles_csv
+
+_LAZY = {
+    "GalleryIndex": "cvd.geo.index",
+    "IndexParams": "cvd.geo.index",
+    "ModelInfo": "cvd.geo.index",
+    "choose_index_type": "cvd.geo.index",
+    "QueryResult": "cvd.geo.localize",
+    "estimate_position": "cvd.geo.localize",
+    "localize": "cvd.geo.localize",
+    "read_ground_truth": "cvd.geo.localize",
+    "summarize": "cvd.geo.localize",
+    "load_embedder": "cvd.geo.embedders",
+    "cut_map": "cvd.geo.tiling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cvd.geo' has no attribute {name!r}")
+
+
+__all__ = [
+    "EARTH_RADIUS_M",
+    "GalleryTile",
+    "Georeference",
+    "haversine_m",
+    "read_tiles_csv",
+    "tiles_from_records",
+    "weighted_mean_latlon",
+    "write_tiles_csv",
+    *_LAZY,
+]

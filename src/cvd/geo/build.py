@@ -1,0 +1,95 @@
+"""Build a gallery index end to end: tiles -> (resumable, sharded) embeddings -> faiss + manifest.
+
+This is what `cvd index build` runs; it is a function so tests and pipelines can call it. The
+index folder doubles as the work folder: shards live in `<index>/shards/`, so re-running the same
+command after an interruption resumes, and the manifest is written only when everything is in.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cvd.geo.embed import DEFAULT_SHARD_SIZE, embed_shards, merge_shards
+from cvd.geo.embedders import Embedder
+from cvd.geo.gallery import GalleryTile
+from cvd.geo.index import GalleryIndex, IndexParams, ModelInfo
+
+MAX_FAILED_LISTED = 1000
+
+
+def build_index(
+    embedder: Embedder,
+    tiles: Sequence[GalleryTile],
+    out_dir: str | os.PathLike,
+    index_type: str = "auto",
+    params: IndexParams | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    wait_s: float = 0.0,
+    progress: bool = True,
+) -> GalleryIndex | None:
+    """Embed this rank's share of `tiles`; on rank 0 merge every shard and save the index.
+
+    Returns the saved index on rank 0, None on the other ranks. Tiles that cannot be read are
+    left out, reported on stderr and listed in the manifest.
+    """
+    out_dir = Path(out_dir)
+    report = embed_shards(
+        embedder,
+        tiles,
+        out_dir,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        rank=rank,
+        world_size=world_size,
+        num_workers=num_workers,
+        progress=progress,
+    )
+    if report.reused and progress:
+        print(
+            f"resumed: {len(report.reused)} shard(s) already embedded in {out_dir / 'shards'}",
+            file=sys.stderr,
+        )
+    if rank != 0:
+        return None
+    merged = merge_shards(tiles, out_dir, embedder.identity, shard_size, wait_s=wait_s)
+    for _row, reason in merged.failed[:20]:
+        print(f"warning: tile skipped: {reason}", file=sys.stderr)
+    if len(merged.failed) > 20:
+        print(
+            f"warning: ... {len(merged.failed) - 20} more tiles skipped (listed in the manifest)",
+            file=sys.stderr,
+        )
+    kept = [tiles[row] for row in merged.rows.tolist()]
+    if not kept:
+        from cvd.errors import GalleryIndexError
+
+        raise GalleryIndexError(f"{out_dir}: none of the {len(tiles)} tiles could be read; nothing to index")
+    model = ModelInfo(
+        identity=embedder.identity,
+        source=embedder.source,
+        view=embedder.view,
+        embedding_dim=int(merged.embeddings.shape[1]),
+        data_config=dict(embedder.data_config),
+    )
+    build_info = {
+        "build": {
+            "n_tiles_listed": len(tiles),
+            "n_tiles_failed": len(merged.failed),
+            "failed": [
+                {"id": tiles[row].id, "path": str(tiles[row].path), "reason": reason}
+                for row, reason in merged.failed[:MAX_FAILED_LISTED]
+            ],
+            "shard_size": shard_size,
+            "world_size": world_size,
+        }
+    }
+    index = GalleryIndex.build(merged.embeddings, kept, model, index_type, params, extra=build_info)
+    index.save(out_dir)
+    return index

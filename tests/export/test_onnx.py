@@ -1,0 +1,166 @@
+"""ONNX export: parity with PyTorch on real photographs, metadata, refusal paths, localize with ONNX."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from cvd.cli import main
+from cvd.errors import CheckpointError
+from cvd.export import ExportError, OnnxEmbedder, export_onnx, onnx_metadata
+from cvd.geo.embedders import release_identity
+
+
+@pytest.fixture(scope="module")
+def drone_onnx(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "drone.onnx"
+    report = export_onnx(tiny_run, out, view="drone")
+    return out, report
+
+
+def reference_embeddings(run_dir, images: list[Image.Image], view: str) -> np.ndarray:
+    """PyTorch embeddings computed without cvd.export: load_release + the evaluation transform."""
+    from cvd.data.transforms import build_eval_transform
+    from cvd.models import load_release
+
+    model, config = load_release(run_dir / "release")
+    transform = build_eval_transform(config, model.data_config, view)
+    with torch.no_grad():
+        return model.embed(torch.stack([transform(i) for i in images]), view).numpy(), transform
+
+
+def test_onnxruntime_matches_pytorch_on_real_photographs(tiny_run, drone_onnx):
+    path, report = drone_onnx
+    photos = [
+        Image.fromarray(getattr(skimage.data, n)()).convert("RGB") for n in ("astronaut", "coffee", "chelsea")
+    ]
+    expected, transform = reference_embeddings(tiny_run, photos, "drone")
+    batch = torch.stack([transform(i) for i in photos]).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {session.get_inputs()[0].name: batch})
+    assert np.abs(actual - expected).max() < 1e-4
+    (single,) = session.run(None, {session.get_inputs()[0].name: batch[1:2]})  # dynamic batch size
+    assert np.abs(single - expected[1:2]).max() < 1e-4
+    assert report.max_abs_diff < 1e-4 and report.n_check_images == 6 and report.min_cosine > 0.9999
+
+
+def test_export_carries_identity_view_and_preprocessing(tiny_run, drone_onnx):
+    path, _ = drone_onnx
+    meta = onnx_metadata(path)
+    assert meta["identity"] == release_identity(tiny_run)
+    assert meta["view"] == "drone"
+    assert meta["data_config"] == {
+        "input_size": [3, 64, 64],
+        "mean": [0.5] * 3,
+        "std": [0.5] * 3,
+        "interpolation": "bicubic",
+    }
+    graph = onnx.load(str(path))
+    assert [i.name for i in graph.graph.input] == ["images"]
+    # the graph holds the query embedder's weights only: no CVD decoder, no viewpoint branch
+    from cvd.models import load_release
+
+    model, _ = load_release(tiny_run / "release")
+    exported = sum(int(np.prod(t.dims)) for t in graph.graph.initializer)
+    embedder_params = sum(p.numel() for p in model.embedder("drone").parameters())
+    decoder_params = sum(p.numel() for p in model.cvd.decoders.parameters())
+    assert decoder_params > 100_000
+    # BatchNorm folded into convolutions: 2 parameters per channel become 1 bias, so a little fewer
+    assert 0.99 * embedder_params < exported <= embedder_params
+
+
+def test_onnx_embedder_refuses_the_other_branch(drone_onnx):
+    path, _ = drone_onnx
+    with pytest.raises(CheckpointError, match=r"drone\.onnx: exported for the 'drone' view"):
+        OnnxEmbedder(path, "satellite")
+
+
+def test_parity_failure_writes_nothing(tiny_run, tmp_path):
+    with pytest.raises(ExportError, match=r"differs from PyTorch by up to .* not written"):
+        export_onnx(tiny_run, tmp_path / "strict.onnx", atol=0.0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_foreign_onnx_without_metadata_is_refused(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.randn(1, 3, 2, 2),), str(tmp_path / "plain.onnx"), dynamo=False)
+    with pytest.raises(CheckpointError, match=r"plain\.onnx: lacks cvd metadata"):
+        OnnxEmbedder(tmp_path / "plain.onnx")
+
+
+def test_cli_export_then_localize_with_onnx_matches_pytorch(tiny_run, tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    lines = ["path,lat,lon"]
+    for i in range(12):
+        cells = rng.integers(0, 256, size=(4, 4, 3)).astype(np.uint8)
+        Image.fromarray(cells).resize((64, 64), Image.Resampling.BILINEAR).save(tmp_path / f"t{i}.png")
+        lines.append(f"t{i}.png,{47 + i * 0.01},{8 + i * 0.01}")
+    (tmp_path / "tiles.csv").write_text("\n".join(lines) + "\n")
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--model",
+                str(tiny_run),
+                "--tiles",
+                str(tmp_path / "tiles.csv"),
+                "--out",
+                str(tmp_path / "idx"),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["export", "--model", str(tiny_run), "--format", "onnx", "--out", str(tmp_path / "q.onnx")]) == 0
+    )
+    assert "parity vs PyTorch on scikit-image samples" in capsys.readouterr().out
+    queries = [str(tmp_path / f"t{i}.png") for i in (2, 7)]
+    assert main(["localize", "--index", str(tmp_path / "idx"), *queries]) == 0
+    torch_records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (
+        main(["localize", "--index", str(tmp_path / "idx"), "--model", str(tmp_path / "q.onnx"), *queries])
+        == 0
+    )
+    onnx_records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for a, b in zip(torch_records, onnx_records):
+        assert [t["id"] for t in a["top_k"]] == [t["id"] for t in b["top_k"]]
+        for x, y in zip(a["top_k"], b["top_k"]):
+            assert x["score"] == pytest.approx(y["score"], abs=1e-4)
+
+
+def test_index_built_from_a_satellite_onnx_export(tiny_run, tmp_path):
+    from cvd.geo.index import GalleryIndex
+
+    report = export_onnx(tiny_run, tmp_path / "sat.onnx", view="satellite")
+    tile = tmp_path / "tile.png"
+    Image.fromarray(skimage.data.coffee()).save(tile)
+    (tmp_path / "tiles.csv").write_text("path,lat,lon\ntile.png,1.0,2.0\n")
+    code = main(
+        [
+            "index",
+            "build",
+            "--model",
+            str(tmp_path / "sat.onnx"),
+            "--tiles",
+            str(tmp_path / "tiles.csv"),
+            "--out",
+            str(tmp_path / "idx"),
+            "-q",
+        ]
+    )
+    assert code == 0
+    assert (
+        GalleryIndex.load(tmp_path / "idx").model["identity"] == report.identity == release_identity(tiny_run)
+    )

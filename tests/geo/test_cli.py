@@ -1,0 +1,240 @@
+"""`cvd index` and `cvd localize` end to end with a tiny released model (random weights, 64 px)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvd.cli import main
+from cvd.geo.embedders import release_identity
+
+
+@pytest.fixture(scope="module")
+def map_image(tmp_path_factory):
+    """A 256 x 192 px map with a distinct pattern in every 32 px cell, over a 0.02 x 0.015 deg area."""
+    rng = np.random.default_rng(3)
+    cells = rng.integers(0, 256, size=(6, 8, 3)).astype(np.uint8)
+    pixels = np.asarray(Image.fromarray(cells).resize((256, 192), Image.Resampling.NEAREST)).copy()
+    pixels += rng.integers(0, 30, size=pixels.shape, dtype=np.uint8)  # texture inside the cells
+    path = tmp_path_factory.mktemp("map") / "map.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+CORNERS = "47.395,8.53,47.38,8.55"
+
+
+@pytest.fixture(scope="module")
+def built_index(tiny_release, map_image, tmp_path_factory):
+    out = tmp_path_factory.mktemp("idx") / "index"
+    code = main(
+        [
+            "index",
+            "build",
+            "--model",
+            str(tiny_release),
+            "--map",
+            str(map_image),
+            "--corners",
+            CORNERS,
+            "--tile-size",
+            "64",
+            "--stride",
+            "32",
+            "--unit",
+            "px",
+            "--out",
+            str(out),
+            "--quiet",
+            "--shard-size",
+            "8",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_build_writes_manifest_with_the_release_identity(built_index, tiny_release):
+    manifest = json.loads((built_index / "manifest.json").read_text())
+    assert manifest["model"]["identity"] == release_identity(tiny_release)
+    assert manifest["model"]["view"] == "satellite"
+    assert manifest["model"]["data_config"]["input_size"] == [3, 64, 64]
+    assert manifest["index"]["type"] == "flat" and manifest["tiles"]["count"] == 7 * 5
+    assert len(list((built_index / "shards").glob("shard-*.npz"))) == 5  # 35 tiles / 8 per shard
+
+
+def test_localize_map_crops_with_ground_truth(built_index, map_image, tmp_path, capsys):
+    # queries: three tiles' exact crops (their true positions known from the corners)
+    assert (built_index / "map_tiles" / "tiles.csv").is_file()
+    assert len(list((built_index / "map_tiles" / "tiles").glob("*.png"))) == 35
+    north, west, south, east = (float(v) for v in CORNERS.split(","))
+    source = Image.open(map_image)
+    lines = ["path,lat,lon"]
+    queries = []
+    for col, row in ((0, 0), (96, 64), (192, 128)):
+        crop = tmp_path / f"q_{col}_{row}.png"
+        source.crop((col, row, col + 64, row + 64)).save(crop)
+        lat = north - (row + 32) * (north - south) / 192
+        lon = west + (col + 32) * (east - west) / 256
+        lines.append(f"{crop.name},{lat!r},{lon!r}")
+        queries.append(str(crop))
+    (tmp_path / "gt.csv").write_text("\n".join(lines) + "\n")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    code = main(
+        [
+            "localize",
+            "--index",
+            str(built_index),
+            *queries,
+            str(bad),
+            "--gt",
+            str(tmp_path / "gt.csv"),
+            "-k",
+            "3",
+            "--png",
+            str(tmp_path / "png"),
+            "--summary",
+            str(tmp_path / "summary.json"),
+        ]
+    )
+    out = capsys.readouterr()
+    records = [json.loads(line) for line in out.out.splitlines()]
+    assert code == 1  # one query failed
+    assert [r["ok"] for r in records] == [True, True, True, False]
+    assert str(bad) in records[3]["error"] and str(bad) in out.err
+    for record in records[:3]:
+        # a query identical to a gallery tile finds it: the estimate is that tile's centre or
+        # an average with its agreeing neighbours, within one tile spacing of the truth
+        assert record["top_k"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+        assert record["top1_error_m"] < 1.0
+        assert record["error_m"] < 0.75 * 1100 / 8  # less than the 32 px stride (~137 m)
+        assert 0.0 < record["confidence"] <= 1.0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_with_gt"] == 3 and summary["n_failed"] == 1 and summary["Dis@1"] < 1.0
+    assert len(list((tmp_path / "png").glob("*.png"))) == 3
+
+
+def test_cut_and_info_commands(built_index, map_image, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "index",
+                "cut",
+                "--map",
+                str(map_image),
+                "--corners",
+                CORNERS,
+                "--tile-size",
+                "96",
+                "--unit",
+                "px",
+                "--out",
+                str(tmp_path / "cut"),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert "tiles ->" in capsys.readouterr().out
+    assert (tmp_path / "cut" / "tiles.csv").read_text().startswith("id,path,lat,lon,north,west,south,east")
+    assert main(["index", "info", str(built_index)]) == 0
+    assert "verified (35 tiles)" in capsys.readouterr().out
+
+
+def test_localize_with_another_model_fails_in_one_line(
+    built_index, tiny_release, map_image, tmp_path, capsys
+):
+    other = tmp_path / "other_release"
+    shutil.copytree(tiny_release / "release", other)
+    with open(other / "config.yaml", "a") as handle:
+        handle.write("# edited after the index was built\n")
+    code = main(["localize", "--index", str(built_index), "--model", str(other), str(map_image)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert (
+        f"{built_index / 'manifest.json'}: index was built with model {release_identity(tiny_release)}" in err
+    )
+
+
+def test_localize_detects_a_corrupted_index_file(built_index, map_image, tmp_path, capsys):
+    broken = tmp_path / "broken_index"
+    shutil.copytree(built_index, broken, ignore=shutil.ignore_patterns("shards", "tiles"))
+    data = bytearray((broken / "vectors.faiss").read_bytes())
+    data[-5] ^= 0x01
+    (broken / "vectors.faiss").write_bytes(bytes(data))
+    code = main(["localize", "--index", str(broken), str(map_image)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{broken / 'vectors.faiss'}: file changed or corrupted" in err
+
+
+def test_index_build_reports_bad_tile_csv_lines(tiny_release, tmp_path, capsys):
+    (tmp_path / "tiles.csv").write_text("path,lat,lon\nmissing.png,47,8\nalso.png,x,8\n")
+    code = main(
+        [
+            "index",
+            "build",
+            "--model",
+            str(tiny_release),
+            "--tiles",
+            str(tmp_path / "tiles.csv"),
+            "--out",
+            str(tmp_path / "idx"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "line 2: tile image not found" in err and "line 3: column 'lat' is not a number" in err
+
+
+def test_torchrun_ranks_share_the_build_and_rank0_merges(
+    tiny_release, tmp_path, helpers, monkeypatch, capsys
+):
+    tiles = helpers.grid_tiles(tmp_path / "tiles", 12)
+    lines = ["id,path,lat,lon", *(f"{t.id},{t.path},{t.lat},{t.lon}" for t in tiles)]
+    (tmp_path / "tiles.csv").write_text("\n".join(lines) + "\n")
+    command = [
+        "index",
+        "build",
+        "--model",
+        str(tiny_release),
+        "--tiles",
+        str(tmp_path / "tiles.csv"),
+        "--out",
+        str(tmp_path / "idx"),
+        "--shard-size",
+        "4",
+        "--wait",
+        "5",
+        "-q",
+    ]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(command) == 0
+    assert "rank 1: shards done" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "idx" / "shards").glob("*.npz")) == ["shard-000001.npz"]
+    assert not (tmp_path / "idx" / "manifest.json").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert main(command) == 0
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    assert manifest["tiles"]["count"] == 12 and manifest["build"]["world_size"] == 2
+
+
+def test_query_folders_are_expanded_in_order(tmp_path):
+    from cvd.commands.localize import expand_images
+
+    for name in ("b.jpg", "a.png", "notes.txt", "sub/c.JPEG"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    expanded = expand_images([str(tmp_path), "missing.jpg"])
+    assert expanded == [
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.jpg"),
+        str(tmp_path / "sub" / "c.JPEG"),
+        "missing.jpg",
+    ]
