@@ -1,0 +1,89 @@
+"""`cvd synth` / `cvd synth preview` end to end, option errors, and window consistency of the world."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvd.cli import main
+from cvd.data.synthetic import Material, World
+from cvd.data.synthetic.options import SynthOptions
+from cvd.data.synthetic.preview import TILE
+
+
+def test_cli_writes_a_dataset_and_a_contact_sheet(tmp_path, capsys):
+    out = tmp_path / "cvusa"
+    code = main([
+        "synth", "--layout", "cvusa", "--locations", "3", "--size", "32", "--seed", "1", "--out", str(out),
+        "--no-progress", "--workers", "1", "--set", "satellite_extent=60", "--set", "max_view_distance=200",
+    ])  # fmt: skip
+    assert code == 0
+    assert (out / "bingmap" / "19" / "0000001.jpg").is_file()
+    assert (out / "splits" / "val-19zl.csv").read_text().count("\n") == 1
+    sheet = tmp_path / "sheet.png"
+    assert main(["synth", "preview", str(out), "--out", str(sheet), "--locations", "2"]) == 0
+    image = Image.open(sheet)
+    # per location: satellite + one rendered drone view per altitude (4), then the panorama row
+    assert image.width == 5 * TILE
+    assert image.height > 2 * TILE
+    assert str(sheet) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["--set", "satellite_extent=-5"], "satellite_extent"),
+        (["--set", "nonsense=1"], "nonsense"),
+        (["--set", "no_equals_sign"], "OPTION=VALUE"),
+        (["--locations", "1"], "--locations"),
+    ],
+)
+def test_bad_options_fail_with_one_line_naming_the_field(tmp_path, capsys, arguments, named):
+    code = main(["synth", "--out", str(tmp_path / "x"), "--no-progress", *arguments])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert named in error and "Traceback" not in error
+
+
+def test_preview_of_a_folder_without_metadata_names_the_file(tmp_path, capsys):
+    assert main(["synth", "preview", str(tmp_path)]) == 2
+    assert "cvd_synthetic.json" in capsys.readouterr().err
+
+
+def test_windows_agree_with_each_other_cell_for_cell():
+    """A cell has the same content whichever window (or cached chunk) it is read through."""
+    world = World(11, SynthOptions())
+    big = world.window(-150.0, -90.0, 150.0, 90.0)
+    small = World(11, SynthOptions()).rasterize(-40.0, -30.0, 60.0, 50.0)
+    # cells of `small` inside `big`: offsets in whole cells (both snap to the 0.5 m lattice)
+    di = round((small.x0 - big.x0) / big.cell)
+    dj = round((small.y0 - big.y0) / big.cell)
+    ny, nx = small.shape
+    assert np.array_equal(big.height[dj : dj + ny, di : di + nx], small.height)
+    assert np.array_equal(big.material[dj : dj + ny, di : di + nx], small.material)
+    assert np.allclose(big.albedo[dj : dj + ny, di : di + nx], small.albedo)
+    # and the world holds a town: roads, buildings, vegetation (a wider look, at 2 m cells)
+    town = world.window(-400.0, -400.0, 400.0, 400.0, cell=2.0)
+    kinds = set(np.unique(town.material).tolist())
+    assert {Material.ROAD, Material.ROOF, Material.TREE} <= kinds
+    assert kinds & {Material.GRASS, Material.FIELD}
+    assert town.height.max() - np.median(town.height) > 8.0
+
+
+def test_noise_is_the_same_function_on_grids_at_points_and_in_plain_python():
+    """Windows sample the noise on grids, objects at single points: all must agree, or a building
+    would float above (or sink into) the terrain drawn around it."""
+    from cvd.data.synthetic.noise import fbm, fbm_scalar
+    from cvd.data.synthetic.world import _grid_fbm
+
+    xs = np.linspace(-310.3, 95.7, 37)[None, :]
+    ys = np.linspace(-80.1, 400.9, 29)[:, None]
+    grid = _grid_fbm(xs, ys, 450.0, 5, 1, 2)
+    points = fbm(xs + 0 * ys, ys + 0 * xs, 450.0, 5, 1, octaves=2)
+    assert np.allclose(grid, points, atol=1e-5)
+    for j, i in ((0, 0), (7, 30), (28, 36)):
+        assert fbm_scalar(float(xs[0, i]), float(ys[j, 0]), 450.0, 5, 1, octaves=2) == pytest.approx(
+            float(points[j, i]), abs=1e-5
+        )
+    assert points.min() >= 0.0 and points.max() < 1.0 and points.std() > 0.02
