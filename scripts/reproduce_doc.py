@@ -79,7 +79,8 @@ def collect() -> dict[int, list[tuple[str, str, str, str]]]:
         if "table" not in meta:
             continue
         note = str(meta.get("note", ""))
-        row = (str(meta["row"]), f"`{command_for(path, meta)}`", format_numbers(meta.get("paper") or {}), note)
+        command = f"`{command_for(path, meta)}`"
+        row = (str(meta["row"]), command, format_numbers(meta.get("paper") or {}), note)
         found[int(meta["table"])].append((_order(path, meta), row))
     return {table: [row for _, row in sorted(rows)] for table, rows in found.items()}
 

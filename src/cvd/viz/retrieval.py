@@ -40,7 +40,7 @@ def retrieval_grid(
             left = pad + (column + 1) * (tile + pad) + pad
             colour = GOOD if match_label == label else BAD
             sheet.paste(ImageOps.expand(_thumbnail(path, tile - 6), border=3, fill=colour), (left, top))
-            mark = "true match" if match_label == label else f"{match_label}"
+            mark = "true match" if match_label == label else f"loc {match_label}"
             draw.text((left, top + tile + 2), f"#{column + 1} {score:.2f} {mark}", fill=colour)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
