@@ -102,9 +102,13 @@ def print_flop_ratios() -> None:
         )
 
 
-def timed(function) -> float:
+def timed(function, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
@@ -122,7 +126,16 @@ def main() -> None:
         "--kernel-size", type=int, default=3, help="CVD split conv kernel (paper: 3; 1 = the cheap variant)"
     )
     parser.add_argument("--flops", action="store_true", help="print FLOP ratios on the paper's backbones")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16"),
+        help="autocast dtype (bf16: as trained on GPUs)",
+    )
     args = parser.parse_args()
+    device = torch.device(args.device)
+    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -135,34 +148,36 @@ def main() -> None:
             make_config(
                 args.backbone, not args.no_pretrained, cvd=name == "cvd", kernel_size=args.kernel_size
             )
-        ).to(memory_format=torch.channels_last)
+        ).to(device=device, memory_format=torch.channels_last)
         for name in ("baseline", "cvd")
     }
     optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
     shape = (args.batch, 3, args.size, args.size)
-    query = torch.randn(shape).contiguous(memory_format=torch.channels_last)
-    satellite = torch.randn(shape).contiguous(memory_format=torch.channels_last)
-    labels = torch.arange(args.batch)
-    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
+    satellite = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
+    labels = torch.arange(args.batch, device=device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def train_step(name: str) -> None:
+        with autocast():
+            training_step(models[name], optimizers[name], query, satellite, labels, generator)
 
     def train(name: str) -> float:
         models[name].train()
-        return timed(
-            lambda: training_step(models[name], optimizers[name], query, satellite, labels, generator)
-        )
+        return timed(lambda: train_step(name), device)
 
     def embed(name: str) -> float:
         embedder = models[name].eval().embedder("drone")
-        with torch.inference_mode():
-            return timed(lambda: embedder(query))
+        with torch.inference_mode(), autocast():
+            return timed(lambda: embedder(query), device)
 
     def embed_full_map(name: str) -> float:
         # For reference: CVD's content conv run on the whole map, i.e. without the exact
         # pooled-window shortcut that `embed` takes with a global-mean head.
         embedder = models[name].eval().embedder("drone")
         embedder.pooled_content = False
-        with torch.inference_mode():
-            return timed(lambda: embedder(query))
+        with torch.inference_mode(), autocast():
+            return timed(lambda: embedder(query), device)
 
     repeats = {"train": args.repeats, "embed": args.embed_repeats, "embed_full_map": args.embed_repeats}
     results: dict[str, dict[str, list[float]]] = {}
@@ -181,6 +196,8 @@ def main() -> None:
         f"backbone={args.backbone} pretrained={not args.no_pretrained} size={args.size} "
         f"batch={args.batch}/view threads={torch.get_num_threads()} torch={torch.__version__} "
         f"cvd.kernel_size={args.kernel_size} cpu={platform.processor() or platform.machine()} "
+        f"device={torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
+        f"precision={args.precision} "
         f"warmup={args.warmup} repeats={args.repeats} embed_repeats={args.embed_repeats}"
     )
     targets = {"train": 1.20, "embed": 1.05, "embed_full_map": 1.05}

@@ -19,7 +19,6 @@ import copy
 import difflib
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from cvd.atomic import atomic_write_text
 from cvd.errors import ConfigError
 
 # Mappings whose keys are free-form (they are passed on to a dataset, a head, a recipe, ...).
@@ -296,22 +296,6 @@ def load_config(
 def dump_yaml(config: Mapping[str, Any]) -> str:
     """YAML text of a config, keys in their defined order."""
     return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None, allow_unicode=True)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write through a temporary file and ``os.replace`` so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_config(config: Mapping[str, Any], path: str | os.PathLike[str]) -> None:

@@ -109,7 +109,7 @@ def run_demo(
         print("    " + line["summary"], flush=True)
     for number, (label, config) in enumerate(configs, start=2):
         _stage(number, 4, f"training {label} ({size.epochs} epochs, CPU) and evaluating it")
-        result = fit(config)
+        result = fit(config, overwrite=True)  # the demo's own folder: a rerun starts afresh
         results[label] = result.results
         run_dirs[label] = result.run_dir
         for line in result.results:

@@ -51,6 +51,18 @@ def test_fit_test_and_resume_through_the_command(tiny_config):
     assert resumed.returncode == 0, resumed.stderr
     assert len((run / "train_log.csv").read_text().splitlines()) == 4  # steps 1, 2 kept, 3 added
 
+    # A fresh run never starts on top of another: its log rows would follow the old ones.
+    (run / "notes.txt").write_text("mine")
+    refused = cvd("fit", "--config", str(config))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert str(run) in refused.stderr and "--resume" in refused.stderr and "--overwrite" in refused.stderr
+    assert len((run / "train_log.csv").read_text().splitlines()) == 4
+    restarted = cvd("fit", "--config", str(config), "--overwrite", "schedule.max_steps=1")
+    assert restarted.returncode == 0, restarted.stderr
+    assert len((run / "train_log.csv").read_text().splitlines()) == 2  # header + the new run's step
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001.ckpt"]
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are removed
+
 
 def test_config_error_names_the_key(tiny_config):
     result = cvd("fit", "--config", str(tiny_config()), "optim.lrr=0.1")

@@ -12,6 +12,7 @@ from pyproj import Geod
 
 from cvd.data import CVUSA, SUES200, University1652
 from cvd.data.synthetic import METADATA_FILE, GeoReference, World, generate, load_metadata, plan_dataset
+from cvd.data.synthetic.generate import IN_PROGRESS_FILE
 from cvd.data.synthetic.options import SynthOptions
 from cvd.errors import ConfigError
 
@@ -175,6 +176,23 @@ def test_existing_output_is_reused_replaced_or_protected(u1652, tmp_path):
             "cvusa", stranger, locations=3, views_per_location=1, size=32, seed=0, overwrite=True, **SMALL
         )
     assert (stranger / "holiday.jpg").read_bytes() == b"not ours"
+
+
+def test_an_interrupted_generation_is_redone_not_an_error(tmp_path):
+    arguments = dict(locations=3, views_per_location=1, size=32, seed=3, **SMALL)
+    complete = _files(generate("cvusa", tmp_path / "complete", **arguments))
+    assert not any(IN_PROGRESS_FILE in name for name in complete)
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt  # as a Ctrl-C after the first location
+
+    root = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        generate("cvusa", root, progress=interrupt, **arguments)
+    assert (root / IN_PROGRESS_FILE).is_file() and not (root / METADATA_FILE).exists()
+    # the same request, without overwrite, finishes the dataset: byte for byte the complete one
+    generate("cvusa", root, **arguments)
+    assert _files(root) == complete
 
 
 @pytest.mark.slow

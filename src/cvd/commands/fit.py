@@ -29,6 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the run folder's last complete checkpoint"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start from scratch where a run of the same name exists (its checkpoints and logs are removed)",
+    )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=5e-4"
@@ -50,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from cvd.engine.trainer import fit
 
     try:
-        result = fit(config, resume=args.resume)
+        if args.resume and args.overwrite:
+            from cvd.errors import ConfigError
+
+            raise ConfigError("--resume and --overwrite contradict each other: choose one")
+        result = fit(config, resume=args.resume, overwrite=args.overwrite)
     finally:
         shutdown_distributed()
     from cvd.engine.console import print_run_summary

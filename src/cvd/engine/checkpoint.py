@@ -10,16 +10,15 @@ checkpoint file cannot run code. Released weights (for users) are safetensors; s
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from cvd.atomic import atomic_output
 from cvd.errors import CheckpointError
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")
@@ -50,17 +49,8 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then ``os.replace`` onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def save_checkpoint(state: dict[str, Any], directory: Path, step: int, keep_last: int) -> Path:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cvd.config import atomic_write_text
+from cvd.atomic import atomic_write_text
 from cvd.data import ImageDataset, ImageRecord, RetrievalSplit, collate_skipping
 from cvd.engine.distributed import DistContext, broadcast_object, gather_tensor
 from cvd.evaluation import embed_dataset, evaluate_embeddings, summary_line

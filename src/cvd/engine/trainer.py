@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,8 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from cvd import __version__
+from cvd.atomic import atomic_write_text
 from cvd.baselines import LossContext, get_recipe
-from cvd.config import atomic_write_text, save_config
+from cvd.config import save_config
 from cvd.engine.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -121,12 +123,14 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 class Trainer:
     """Builds everything from a resolved config and runs (or resumes) training and evaluation."""
 
-    def __init__(self, config: dict[str, Any], resume: bool = False) -> None:
+    def __init__(self, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> None:
         self.config = config
         self.resume = resume
         self.dist: DistContext = init_distributed(config["train"]["device"])
         self.run_dir = run_directory(config)
         self.checkpoint_dir = self.run_dir / "checkpoints"
+        if not resume:
+            claim_run_dir(self.run_dir, overwrite, self.dist.is_main)
         if config.get("deterministic"):
             torch.use_deterministic_algorithms(True, warn_only=True)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -461,6 +465,47 @@ def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]
     return moved
 
 
-def fit(config: dict[str, Any], resume: bool = False) -> FitResult:
+def fit(config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> FitResult:
     """Train and evaluate one config; the entry point of ``cvd fit``."""
-    return Trainer(config, resume=resume).fit()
+    return Trainer(config, resume=resume, overwrite=overwrite).fit()
+
+
+# What a run writes into its folder: all of it belongs to one run, so a fresh run must not start
+# on top of another's (its log rows would be appended to the old ones, and a later --resume could
+# pick up the old run's last checkpoint).
+RUN_ARTEFACTS = (
+    "config.yaml",
+    "run_info.json",
+    "train_log.csv",
+    "eval_log.csv",
+    "results.json",
+    "checkpoints",
+    "eval",
+    "release",
+    "tensorboard",
+    "test",
+)
+
+
+def claim_run_dir(run_dir: Path, overwrite: bool, is_main: bool = True) -> None:
+    """Refuse to start a fresh run where another one lives, unless ``overwrite``: then clear it.
+
+    Only the run's own artefacts are removed; anything else a user put in the folder stays.
+    """
+    found = [name for name in RUN_ARTEFACTS if (run_dir / name).exists()]
+    barrier()  # every rank has looked before rank 0 removes anything: all decide alike
+    if not found:
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"run folder {run_dir} already holds a run ({', '.join(found)}): pass --resume to "
+            "continue it, --overwrite to start it again from scratch, or choose another name=/output_dir="
+        )
+    if is_main:
+        for name in found:
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    barrier()

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from cvd.atomic import atomic_write_text
 
 HEADLINE_METRICS = ("R@1", "R@5", "R@10", "R@1%", "AP")
 TABLE_METRICS = ("R@1", "R@5", "R@10", "R@1%", "AP", "AP_textbook")
@@ -45,18 +46,7 @@ def write_json(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``result`` as JSON atomically (temporary file + rename): a crash never leaves a
     half-written file where a previous complete one stood."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(result), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, json.dumps(_jsonable(result), indent=2, sort_keys=True, allow_nan=False) + "\n")
     return target
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from cvd.atomic import atomic_output
 from cvd.errors import CVDError, GalleryIndexError
 from cvd.geo.embedders import Embedder
 from cvd.geo.gallery import GalleryTile
@@ -90,11 +91,8 @@ def read_shard(path: Path) -> dict[str, Any] | None:
 
 
 def _write_shard(path: Path, **arrays: NDArray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
+    with atomic_output(path) as temporary, open(temporary, "wb") as handle:
         np.savez(handle, **arrays)
-    os.replace(temporary, path)
 
 
 class _TileImages(torch.utils.data.Dataset):

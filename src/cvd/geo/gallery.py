@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cvd.atomic import atomic_output
 from cvd.errors import DatasetLayoutError
 from cvd.geo.coords import latlon_problem
 
@@ -183,9 +184,7 @@ def _path_for_csv(path: Path, base: Path) -> str:
 def write_tiles_csv(tiles: Iterable[GalleryTile], csv_path: str | os.PathLike) -> None:
     """Write tiles in the format `read_tiles_csv` reads (full float precision, atomically)."""
     csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = csv_path.with_name(f".{csv_path.name}.tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    with atomic_output(csv_path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(TILE_CSV_COLUMNS)
         for tile in tiles:
@@ -195,7 +194,6 @@ def write_tiles_csv(tiles: Iterable[GalleryTile], csv_path: str | os.PathLike) -
             writer.writerow(
                 [tile.id, _path_for_csv(tile.path, csv_path.parent), repr(tile.lat), repr(tile.lon), *bounds]
             )
-    os.replace(temporary, csv_path)
 
 
 def tiles_from_records(records: Iterable[Any]) -> list[GalleryTile]:

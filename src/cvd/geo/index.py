@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from cvd.atomic import atomic_output, atomic_write_text
 from cvd.errors import GalleryIndexError
 from cvd.geo.gallery import GalleryTile, read_tiles_csv, write_tiles_csv
 
@@ -245,14 +246,11 @@ class GalleryIndex:
         directory.mkdir(parents=True, exist_ok=True)
         manifest_path = directory / MANIFEST_FILE
         manifest_path.unlink(missing_ok=True)
-        temporary = directory / f".{INDEX_FILE}.tmp"
-        faiss.write_index(self.faiss_index, str(temporary))
-        os.replace(temporary, directory / INDEX_FILE)
+        with atomic_output(directory / INDEX_FILE) as temporary:
+            faiss.write_index(self.faiss_index, str(temporary))
         write_tiles_csv(self.tiles, directory / TILES_FILE)
         self.manifest["files"] = {name: file_sha256(directory / name) for name in (INDEX_FILE, TILES_FILE)}
-        temporary = directory / f".{MANIFEST_FILE}.tmp"
-        temporary.write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
-        os.replace(temporary, manifest_path)
+        atomic_write_text(manifest_path, json.dumps(self.manifest, indent=2) + "\n")
         return directory
 
     @classmethod

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from cvd.atomic import atomic_output
 from cvd.errors import DatasetLayoutError, ImageReadError
 from cvd.geo.coords import Georeference
 from cvd.geo.gallery import GalleryTile, write_tiles_csv
@@ -261,9 +262,8 @@ def cut_map(
                 image = Image.fromarray(source.read(window))
                 if resize_px:
                     image = image.resize((resize_px, resize_px), Image.Resampling.BICUBIC)
-                temporary = path.with_name(f".{path.name}.tmp")
-                image.save(temporary, format="PNG" if tile_format == "png" else "JPEG", quality=95)
-                os.replace(temporary, path)
+                with atomic_output(path, fsync=False) as temporary:  # a lost tile is cut again
+                    image.save(temporary, format="PNG" if tile_format == "png" else "JPEG", quality=95)
             tiles.append(GalleryTile(tile_id, path, *geometry))
     finally:
         source.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 import yaml
 from torch import nn
 
+from cvd.atomic import atomic_output, atomic_write_text
 from cvd.errors import CheckpointError, CVDError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -37,18 +37,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half-written release."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(descriptor)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_release(model: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike[str]) -> Path:
     """Write `model.safetensors` + `config.yaml` into `directory`; returns the weights path."""
     from safetensors.torch import save_file
@@ -61,11 +49,9 @@ def save_release(model: nn.Module, config: Mapping[str, Any], directory: str | o
     directory.mkdir(parents=True, exist_ok=True)
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     weights_path = directory / WEIGHTS_NAME
-    _atomic_write(
-        weights_path, lambda name: save_file(state, name, metadata={"format": "pt", "producer": "cvd"})
-    )
-    text = yaml.safe_dump(_plain(config), sort_keys=False)
-    _atomic_write(directory / CONFIG_NAME, lambda name: Path(name).write_text(text, encoding="utf-8"))
+    with atomic_output(weights_path) as temporary:
+        save_file(state, str(temporary), metadata={"format": "pt", "producer": "cvd"})
+    atomic_write_text(directory / CONFIG_NAME, yaml.safe_dump(_plain(config), sort_keys=False))
     return weights_path
 
 

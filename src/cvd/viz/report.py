@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cvd.config import atomic_write_text
+from cvd.atomic import atomic_write_text
 
 METRICS = ("R@1", "R@5", "R@10", "R@1%", "AP")
 

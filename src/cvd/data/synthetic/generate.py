@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cvd.atomic import atomic_write_text
 from cvd.data.synthetic.georef import GeoReference
 from cvd.data.synthetic.layouts import (
     CVUSA_TRAIN_FRACTION,
@@ -46,6 +47,7 @@ from cvd.data.synthetic.world import World
 from cvd.errors import ConfigError
 
 METADATA_FILE = "cvd_synthetic.json"
+IN_PROGRESS_FILE = "cvd_synthetic.in-progress.json"  # present from the first image to the metadata
 SUES_OFFICIAL_COUNT = 200
 
 _STREAM_LAYOUT, _STREAM_POSITIONS = 400, 401
@@ -192,7 +194,9 @@ def generate(
     `options`: any `SynthOptions` field. `progress`: True for a tqdm bar, or a callback(done, total).
     An `out` that already holds this very dataset (same version, layout, counts, size, seed and
     options) is reused as is; another synthetic dataset there is replaced only with
-    `overwrite=True`; a non-empty folder that is not a synthetic dataset is never touched.
+    `overwrite=True`; a non-empty folder that is not a synthetic dataset is never touched. A
+    generation that was interrupted (its in-progress marker is still there) is cleared and
+    redone, whatever `overwrite` says: it was ours and is incomplete.
     """
     opts = SynthOptions().replace(**options)
     if size < 16:
@@ -203,6 +207,7 @@ def generate(
     if _prepare_root(root, request, overwrite):
         return root  # the same dataset is already there
     started = time.perf_counter()
+    (root / IN_PROGRESS_FILE).write_text(json.dumps(request, indent=1))
 
     # a worker process costs a few seconds to start (torch import): not worth it for tiny sets
     workers = max(1, min(opts.workers, len(specs) // 8))
@@ -258,6 +263,7 @@ def generate(
     if layout == "cvusa":
         write_cvusa_splits(root, [r["spec"] for r in results], latlon)
     _write_metadata(root, layout, locations, views_per_location, size, seed, opts, results, latlon, geo)
+    (root / IN_PROGRESS_FILE).unlink()
     if bar is not None:
         print(f"cvd synth: {len(specs)} locations in {time.perf_counter() - started:.1f} s -> {root}")
     return root
@@ -296,6 +302,9 @@ def _prepare_root(root: Path, request: dict[str, Any], overwrite: bool) -> bool:
         root.mkdir(parents=True, exist_ok=True)
         return False
     metadata = root / METADATA_FILE
+    if (root / IN_PROGRESS_FILE).is_file():
+        _clear(root)  # an interrupted generation of ours: incomplete, never worth keeping
+        return False
     if not metadata.is_file():
         raise ConfigError(
             f"--out {root} is not empty and holds no synthetic dataset ({METADATA_FILE}); "
@@ -312,12 +321,16 @@ def _prepare_root(root: Path, request: dict[str, Any], overwrite: bool) -> bool:
             f"--out {root} holds another synthetic dataset ({METADATA_FILE} differs: seed, counts, size or "
             "options); pass --overwrite (overwrite=True) to replace it, or choose another folder"
         )
+    _clear(root)
+    return False
+
+
+def _clear(root: Path) -> None:
     for child in root.iterdir():
         if child.is_dir():
             shutil.rmtree(child)
         else:
             child.unlink()
-    return False
 
 
 def _write_metadata(
@@ -388,9 +401,7 @@ def _write_metadata(
         "location_entries": location_entries,
         "images": dict(sorted(images.items())),
     }
-    tmp = root / (METADATA_FILE + ".part")
-    tmp.write_text(json.dumps(metadata, indent=1, sort_keys=False))
-    os.replace(tmp, root / METADATA_FILE)
+    atomic_write_text(root / METADATA_FILE, json.dumps(metadata, indent=1, sort_keys=False))
 
 
 def load_metadata(root: str | os.PathLike) -> dict[str, Any]:
