@@ -170,6 +170,15 @@ def write_demo_report(
     notes = [
         "One seed per run: differences of a point or two are within seed-to-seed spread; "
         "benchmarks/accuracy.py measures the spread over 3 seeds (docs/benchmarks.md).",
+        *(
+            [
+                "--quick is a smoke run of the whole pipeline: a world this small (and this few "
+                "optimiser steps) is too little to learn from, so the trained rows may fall below "
+                "the untrained one. Run the default demo to see what training does."
+            ]
+            if size == QUICK
+            else []
+        ),
         f"Run folders (config, logs, checkpoints, released weights): "
         f"{', '.join(str(p) for p in run_dirs.values())}",
     ]

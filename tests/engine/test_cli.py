@@ -85,3 +85,22 @@ def test_help_documents_every_subcommand():
         assert name in top.stdout
         sub = cvd(name, "--help")
         assert sub.returncode == 0 and "usage: cvd " + name in sub.stdout
+
+
+def test_every_option_of_every_command_has_help_text():
+    import argparse
+
+    from cvd.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, [*path, name])
+            elif action.help is None:
+                missing.append(f"cvd {' '.join(path)} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), [])
+    assert not missing, missing

@@ -102,3 +102,16 @@ def test_rank_zero_waits_for_missing_shards_then_names_them(tmp_path, helpers):
     embed_shards(embedder, tiles, tmp_path / "w", shard_size=5, rank=0, world_size=2, progress=False)
     with pytest.raises(GalleryIndexError, match=r"1 of 2 shard\(s\).*shard-000001\.npz"):
         merge_shards(tiles, tmp_path / "w", embedder.identity, shard_size=5, wait_s=0.3, poll_s=0.1)
+
+
+def test_an_index_is_never_written_into_a_folder_of_other_files(tmp_path, helpers):
+    tiles = helpers.grid_tiles(tmp_path / "tiles", 4)
+    before = sorted(p.name for p in (tmp_path / "tiles").iterdir())
+    # the tiles' own folder: the index's tiles.csv would replace the user's
+    with pytest.raises(GalleryIndexError, match=r"--out .*tiles is not an index folder"):
+        build_index(helpers.HandEmbedder(), tiles, tmp_path / "tiles", shard_size=4, progress=False)
+    assert sorted(p.name for p in (tmp_path / "tiles").iterdir()) == before
+    # an index folder is rebuilt in place
+    build_index(helpers.HandEmbedder(), tiles, tmp_path / "idx", shard_size=4, progress=False)
+    index = build_index(helpers.HandEmbedder(), tiles, tmp_path / "idx", shard_size=4, progress=False)
+    assert len(index.tiles) == 4

@@ -11,7 +11,7 @@ from PIL import Image
 from cvd.errors import DatasetLayoutError
 from cvd.geo.coords import EARTH_RADIUS_M
 from cvd.geo.index import GalleryIndex, ModelInfo
-from cvd.geo.localize import (
+from cvd.geo.localization import (
     QueryResult,
     dis_at_k,
     estimate_position,
@@ -153,3 +153,15 @@ def test_query_result_without_answer_serialises_its_error():
         "ok": False,
         "error": "q.jpg: bad",
     }
+
+
+def test_package_level_names_are_the_documented_functions():
+    # docs/localization.md imports these from cvd.geo; a submodule of the same name would shadow them
+    import types
+
+    import cvd.geo as geo
+    from cvd.geo import localization
+
+    for name in geo._LAZY:
+        assert not isinstance(getattr(geo, name), types.ModuleType), name
+    assert geo.localize is localization.localize and callable(geo.localize)

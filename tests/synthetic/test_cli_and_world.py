@@ -37,6 +37,10 @@ def test_cli_writes_a_dataset_and_a_contact_sheet(tmp_path, capsys):
         (["--set", "nonsense=1"], "nonsense"),
         (["--set", "no_equals_sign"], "OPTION=VALUE"),
         (["--locations", "1"], "--locations"),
+        (["--set", "altitudes=abc"], "altitudes"),
+        (["--set", "jpeg_quality=abc"], "jpeg_quality"),
+        (["--set", "street_views=maybe"], "street_views"),
+        (["--set", "drone_pitch_deg=50"], "drone_pitch_deg"),
     ],
 )
 def test_bad_options_fail_with_one_line_naming_the_field(tmp_path, capsys, arguments, named):
@@ -44,6 +48,26 @@ def test_bad_options_fail_with_one_line_naming_the_field(tmp_path, capsys, argum
     assert code == 2
     error = capsys.readouterr().err
     assert named in error and "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ({"street_views": "false"}, ("street_views", False)),  # as `--set street_views=false` sends it
+        ({"street_views": "true"}, ("street_views", True)),
+        ({"altitudes": 150}, ("altitudes", (150.0,))),  # one value of a list option
+        ({"altitudes": "150,200"}, ("altitudes", (150.0, 200.0))),
+        ({"drone_pitch_deg": [50, "60"]}, ("drone_pitch_deg", (50.0, 60.0))),
+        ({"distractors": "none"}, ("distractors", None)),
+        ({"jpeg_quality": 85.0}, ("jpeg_quality", 85)),
+    ],
+)
+def test_option_values_take_their_field_type(option, expected):
+    name, value = expected
+    if isinstance(option.get("altitudes"), str):  # the CLI splits lists on commas before this
+        option = {"altitudes": tuple(option["altitudes"].split(","))}
+    got = getattr(SynthOptions().replace(**option), name)
+    assert got == value and type(got) is type(value)
 
 
 def test_preview_of_a_folder_without_metadata_names_the_file(tmp_path, capsys):

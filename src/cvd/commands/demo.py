@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "report (metrics table, loss curves, retrieval grids, summary). Needs no network and no GPU.",
     )
     parser.add_argument("--out", default="cvd_demo", help="output folder (default: ./cvd_demo)")
-    parser.add_argument("--quick", action="store_true", help="a smaller world and 2 epochs (~2 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smaller world (48 locations) and 3 epochs (~1-2 min)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of training")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for both runs, e.g. optim.lr=1e-4"

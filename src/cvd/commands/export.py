@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--check-images", nargs="+", help="images for the parity check (default: skimage samples)"
     )
     parser.add_argument("--atol", type=float, default=1e-4, help="allowed max abs difference (default 1e-4)")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.set_defaults(run=run)
 
 

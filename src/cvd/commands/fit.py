@@ -8,7 +8,8 @@ EPILOG = """\
 examples:
   cvd fit --config configs/university1652/sample4geo_cvd.yaml data.root=/data/University-Release
   cvd fit --config configs/university1652/sample4geo.yaml optim.lr=5e-4 schedule.epochs=2
-  cvd fit --config configs/demo/sample4geo.yaml --resume        # continue an interrupted run
+  cvd fit --config configs/university1652/sample4geo.yaml --resume  # continue an interrupted run
+  cvd fit --config configs/university1652/sample4geo.yaml --overwrite  # start that run again
   torchrun --nproc_per_node=4 -m cvd fit --config ...            # one process per GPU (DDP)
 
 The resolved config, the cvd version and the git commit are saved in <output_dir>/<name>/.

@@ -40,7 +40,9 @@ def _add_map_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--unit", choices=("m", "px"), default="m", help="unit of --tile-size/--stride (default m)"
     )
-    group.add_argument("--tile-format", choices=("png", "jpg"), default="png")
+    group.add_argument(
+        "--tile-format", choices=("png", "jpg"), default="png", help="file format of cut tiles (default png)"
+    )
     group.add_argument("--resize", type=int, help="store tiles resized to this many pixels (square)")
 
 
@@ -80,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--ef-search", type=int, help="HNSW search breadth stored as the default (128)")
     build.add_argument("--nprobe", type=int, help="IVF lists probed, stored as the default (half the lists)")
-    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument("--batch-size", type=int, default=32, help="tiles per forward pass (default 32)")
     build.add_argument("--shard-size", type=int, default=4096, help="tiles per resumable shard")
     build.add_argument("--workers", type=int, default=0, help="image-decoding worker processes")
     build.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: cuda:LOCAL_RANK)")
@@ -97,7 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     cut = actions.add_parser("cut", help="cut a map into geo-referenced tiles + tiles.csv")
     cut.add_argument("--map", required=True, help="a GeoTIFF, or an image with --corners")
     cut.add_argument("--out", "-o", required=True, help="folder for tiles/ and tiles.csv")
-    cut.add_argument("--quiet", "-q", action="store_true")
+    cut.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _add_map_options(cut)
     cut.set_defaults(run=run_cut)
 
@@ -159,13 +161,14 @@ def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cvd.errors import ConfigError
-    from cvd.geo.build import build_index
+    from cvd.geo.build import build_index, check_index_folder
     from cvd.geo.embedders import load_embedder
     from cvd.geo.gallery import read_tiles_csv
     from cvd.geo.index import IndexParams
 
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    check_index_folder(args.out)  # before cutting a map into it
     if args.tiles:
         tiles = read_tiles_csv(args.tiles)
     elif args.map:

@@ -43,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--png", help="folder for one figure per query (query, top-k tiles, map)")
     parser.add_argument("--gt", help="CSV of true positions: path (or image), lat, lon")
     parser.add_argument("--summary", help="JSON file for the summary (default: stderr)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="queries per forward pass (default 16)")
     parser.add_argument("--agree-radius", type=float, help="metres (default 1.5x the gallery's tile spacing)")
     parser.add_argument("--ef-search", type=int, help="HNSW search breadth (overrides the index's)")
     parser.add_argument("--nprobe", type=int, help="IVF lists probed (overrides the index's)")
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from cvd.errors import CheckpointError, ConfigError
     from cvd.geo.embedders import load_embedder
     from cvd.geo.index import GalleryIndex, IndexParams, read_manifest
-    from cvd.geo.localize import check_ground_truth_coverage, localize, read_ground_truth, summarize
+    from cvd.geo.localization import check_ground_truth_coverage, localize, read_ground_truth, summarize
 
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")

@@ -27,6 +27,16 @@ def load_trained(path: Path) -> tuple[Any, dict[str, Any], Path]:
     """(model, its config, the run or release folder) from a run, a release or a checkpoint."""
     from cvd.models import build_model, load_release
 
+    if not path.exists():
+        raise CheckpointError(
+            f"{path}: no such file or directory (--model takes a run folder, its release/ folder, "
+            "a model.safetensors or a checkpoints/step-N.ckpt)"
+        )
+    if path.is_dir() and not (path / "release").is_dir() and not (path / "model.safetensors").is_file():
+        raise CheckpointError(
+            f"{path}: neither a run folder with a release/ (did its training finish?) nor a release "
+            "folder; for an unfinished run pass one of its checkpoints/step-N.ckpt"
+        )
     if path.suffix == ".ckpt":
         run_dir = path.parent.parent
         config_path = run_dir / "config.yaml"

@@ -67,7 +67,7 @@ class OnnxEmbedder:
             raise CheckpointError(
                 f"{self.path}: exported for the {meta['view']!r} view ({_branch(meta['view'])} branch), "
                 f"cannot embed {view!r} images; export the {_branch(view)} branch "
-                f"with `cvd export --view {view}`"
+                f"with `cvd export --view {view}` and pass that file as --model"
             )
         options = ort.SessionOptions()
         if threads:

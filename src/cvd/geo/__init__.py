@@ -2,7 +2,7 @@
 
 Submodules: `coords` (haversine, georeferencing), `gallery` (tile CSV), `tiling` (cut a map),
 `index` (faiss index + manifest), `embed` (resumable sharded embedding), `embedders` (model
-loading and identity), `localize` (position, confidence, Dis@K), `figure` (PNG per query).
+loading and identity), `localization` (localize: position, confidence, Dis@K), `figure` (PNG per query).
 Names from the torch-dependent modules load on first use, so `import cvd.geo` stays light.
 """
 
@@ -19,11 +19,11 @@ _LAZY = {
     "IndexParams": "cvd.geo.index",
     "ModelInfo": "cvd.geo.index",
     "choose_index_type": "cvd.geo.index",
-    "QueryResult": "cvd.geo.localize",
-    "estimate_position": "cvd.geo.localize",
-    "localize": "cvd.geo.localize",
-    "read_ground_truth": "cvd.geo.localize",
-    "summarize": "cvd.geo.localize",
+    "QueryResult": "cvd.geo.localization",
+    "estimate_position": "cvd.geo.localization",
+    "localize": "cvd.geo.localization",
+    "read_ground_truth": "cvd.geo.localization",
+    "summarize": "cvd.geo.localization",
     "load_embedder": "cvd.geo.embedders",
     "cut_map": "cvd.geo.tiling",
 }

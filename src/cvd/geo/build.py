@@ -12,10 +12,32 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cvd.errors import GalleryIndexError
 from cvd.geo.embed import DEFAULT_SHARD_SIZE, embed_shards, merge_shards
 from cvd.geo.embedders import Embedder
 from cvd.geo.gallery import GalleryTile
-from cvd.geo.index import GalleryIndex, IndexParams, ModelInfo
+from cvd.geo.index import INDEX_FILE, MANIFEST_FILE, TILES_FILE, GalleryIndex, IndexParams, ModelInfo
+
+# What an index folder holds; anything else means --out points at someone else's folder.
+INDEX_FOLDER_ENTRIES = (MANIFEST_FILE, INDEX_FILE, TILES_FILE, "shards", "map_tiles")
+
+
+def check_index_folder(out_dir: str | os.PathLike) -> None:
+    """Refuse to write an index into a folder that holds other things (a dataset, the tiles
+    themselves: the index's own tiles.csv would replace theirs). Our temporary files start with
+    a dot and are ignored."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return
+    foreign = sorted(
+        p.name for p in out_dir.iterdir() if p.name not in INDEX_FOLDER_ENTRIES and not p.name.startswith(".")
+    )
+    if foreign:
+        listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise GalleryIndexError(
+            f"--out {out_dir} is not an index folder (it holds {listed}); choose a new or empty folder "
+            f"(an index folder holds only {', '.join(INDEX_FOLDER_ENTRIES)})"
+        )
 
 MAX_FAILED_LISTED = 1000
 
@@ -40,6 +62,7 @@ def build_index(
     left out, reported on stderr and listed in the manifest.
     """
     out_dir = Path(out_dir)
+    check_index_folder(out_dir)
     report = embed_shards(
         embedder,
         tiles,

@@ -14,7 +14,7 @@ import numpy as np
 
 from cvd.geo.coords import EARTH_RADIUS_M
 from cvd.geo.index import GalleryIndex
-from cvd.geo.localize import QueryResult
+from cvd.geo.localization import QueryResult
 
 
 def local_metres(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> tuple[np.ndarray, np.ndarray]:

@@ -299,7 +299,9 @@ class GalleryIndex:
         try:
             tiles = read_tiles_csv(directory / TILES_FILE, check_files=False)
         except Exception as error:  # a DatasetLayoutError here means the index folder is damaged
-            raise GalleryIndexError(f"{directory / TILES_FILE}: {error}") from None
+            message = str(error)
+            prefix = f"{directory / TILES_FILE}: "
+            raise GalleryIndexError(message if message.startswith(prefix) else prefix + message) from None
         if faiss_index.d != manifest["model"]["embedding_dim"]:
             raise GalleryIndexError(
                 f"{directory / INDEX_FILE}: vectors are {faiss_index.d}-d but the manifest says "

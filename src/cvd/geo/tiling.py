@@ -141,7 +141,7 @@ class _RasterioMap(MapSource):
         except ImportError:
             raise DatasetLayoutError(
                 f"{path}: reading GeoTIFFs needs rasterio (pip install 'cvd[geotiff]'), "
-                "or pass the map's corner coordinates to read it as a plain image"
+                "or pass its corner coordinates (--corners N,W,S,E) to read it as a plain image"
             ) from None
         try:
             self._dataset = rasterio.open(path)
@@ -159,7 +159,7 @@ class _RasterioMap(MapSource):
             georef = Georeference.from_corners(dataset.width, dataset.height, *corners)
         elif dataset.crs is None:
             raise DatasetLayoutError(
-                f"{path}: the map has no georeference (CRS); pass its corner coordinates"
+                f"{path}: the map has no georeference (CRS); pass its corner coordinates (--corners N,W,S,E)"
             )
         else:
             georef = Georeference(tuple(dataset.transform)[:6], dataset.crs.to_wkt())
@@ -191,7 +191,7 @@ def open_map(path: str | os.PathLike, corners: tuple[float, float, float, float]
     if corners is None:
         raise DatasetLayoutError(
             f"{path}: a plain image has no georeference; "
-            "pass its corner coordinates (north, west, south, east)"
+            "pass its corner coordinates in degrees (--corners N,W,S,E; in Python corners=(n, w, s, e))"
         )
     return _PillowMap(path, corners)
 

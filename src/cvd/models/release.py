@@ -61,6 +61,8 @@ def _release_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
         return path / WEIGHTS_NAME, path / CONFIG_NAME
     if path.suffix == ".safetensors":
         return path, path.with_name(CONFIG_NAME)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
     raise CheckpointError(f"{path}: not a release directory nor a .safetensors file")
 
 

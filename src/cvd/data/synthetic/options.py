@@ -93,7 +93,9 @@ class SynthOptions:
                 f"unknown synthetic option(s) {', '.join(unknown)}; known: "
                 + ", ".join(f.name for f in dataclasses.fields(self))
             )
-        updated = dataclasses.replace(self, **changes)
+        types = {f.name: str(f.type) for f in dataclasses.fields(self)}
+        coerced = {name: _coerce(name, types[name], value) for name, value in changes.items()}
+        updated = dataclasses.replace(self, **coerced)
         updated.validate()
         return updated
 
@@ -147,3 +149,59 @@ class DatasetDefaults:
 
 
 DEFAULTS = DatasetDefaults()
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _coerce(name: str, type_text: str, value: Any) -> Any:
+    """`value` as the field's declared type, or a ConfigError naming the option.
+
+    Values come from the command line (`--set street_views=false` arrives as a string) as well as
+    from Python; without this a string "false" would count as true and a single altitude would
+    fail deep inside the renderer."""
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"synthetic option {name}: expected {expected}, got {value!r}")
+
+    def scalar(kind: str, item: Any) -> Any:
+        if isinstance(item, str):
+            text = item.strip().lower()
+            if kind == "bool":
+                if text in _TRUE or text in _FALSE:
+                    return text in _TRUE
+                raise fail("true or false")
+            try:
+                item = float(text) if kind == "float" else int(text)
+            except ValueError:
+                raise fail(f"a number ({kind})") from None
+        if kind == "bool":
+            if isinstance(item, bool) or item in (0, 1):
+                return bool(item)
+            raise fail("true or false")
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise fail(f"a number ({kind})")
+        if kind == "int":
+            if float(item) != int(item):
+                raise fail("a whole number")
+            return int(item)
+        return float(item)
+
+    if type_text.startswith("tuple["):
+        inner = type_text[len("tuple[") : -1]
+        items = list(value) if isinstance(value, list | tuple) else [value]
+        if inner.endswith(", ..."):
+            if not items:
+                raise fail("at least one value")
+            return tuple(scalar(inner[: -len(", ...")], item) for item in items)
+        kinds = [part.strip() for part in inner.split(",")]
+        if len(items) != len(kinds):
+            raise fail(f"{len(kinds)} comma-separated values")
+        return tuple(scalar(kind, item) for kind, item in zip(kinds, items, strict=True))
+    if type_text.endswith("| None"):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        return scalar(type_text.split("|")[0].strip(), value)
+    if type_text in ("bool", "int", "float"):
+        return scalar(type_text, value)
+    return value if isinstance(value, str) else str(value)
