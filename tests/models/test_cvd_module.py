@@ -60,3 +60,23 @@ def test_modules_the_losses_would_not_train_are_left_out():
     assert content_only.split(torch.randn(1, 16, 2, 2))[1] is None
     with pytest.raises(RuntimeError, match="without decoders"):
         content_only.reconstruct(torch.randn(1, 8, 2, 2), torch.randn(1, 8, 2, 2), "query")
+
+
+def test_rotation_init_starts_the_split_as_a_rotation_of_the_feature_map():
+    torch.manual_seed(0)
+    cvd = CVD(16, alpha=0.5, init="rotation", recon_size=8, decoder_channels=8)
+    z = torch.randn(3, 16, 5, 4)
+    zc, zv = cvd.split(z)
+    # [zc; zv] = R z at every position for one orthogonal R: norms and inner products are kept
+    stacked = torch.cat([zc, zv], dim=1).permute(0, 2, 3, 1).reshape(-1, 16)
+    plain = z.permute(0, 2, 3, 1).reshape(-1, 16)
+    torch.testing.assert_close(stacked @ stacked.T, plain @ plain.T, atol=1e-4, rtol=1e-4)
+    # content and viewpoint start in orthogonal subspaces
+    content_rows = cvd.content_projection().weight[:, :, 1, 1]
+    viewpoint_rows = cvd.viewpoint_convs["shared"].weight[:, :, 1, 1]
+    torch.testing.assert_close(content_rows @ viewpoint_rows.T, torch.zeros(8, 8), atol=1e-5, rtol=0)
+
+
+def test_unknown_split_init_is_refused():
+    with pytest.raises(ValueError, match="init"):
+        CVD(16, init="xavier")

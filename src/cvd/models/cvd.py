@@ -55,6 +55,9 @@ class SplitProjection(nn.Conv2d):
         return F.linear(window_means.flatten(1), weight, self.bias)
 
 
+SPLIT_INITS = ("default", "rotation")
+
+
 def reconstruction_size(image_size: tuple[int, int], short_side: int) -> tuple[int, int]:
     """Target (h, w) with `short_side` pixels on the short side and the image's aspect ratio.
 
@@ -148,8 +151,11 @@ class CVD(nn.Module):
         separate_branches: bool = False,
         viewpoint: bool = True,
         decoders: bool = True,
+        init: str = "default",
     ) -> None:
         super().__init__()
+        if init not in SPLIT_INITS:
+            raise ValueError(f"init must be one of {SPLIT_INITS}, got '{init}'")
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
         self.content_channels = round(alpha * in_channels) if squeeze else in_channels
@@ -181,6 +187,39 @@ class CVD(nn.Module):
             if decoders
             else None
         )
+
+        if init == "rotation":
+            self._init_as_rotation()
+
+    @torch.no_grad()
+    def _init_as_rotation(self) -> None:
+        """Start the split as a rotation of z: centre taps = the rows of one random orthogonal
+        matrix, shared out between content and viewpoint, other taps and biases zero.
+
+        Then (zc, zv) is z in another basis (nothing lost: with squeeze the two factors have
+        exactly d rows between them), content and viewpoint start in orthogonal subspaces, and
+        retrieval with GAP(zc) starts from a random projection of the backbone's GAP feature,
+        which keeps its similarities (Johnson-Lindenstrauss) instead of a random 3x3 mixing.
+        The paper does not say how the split is initialised; "default" is PyTorch's conv init.
+        """
+        keys = list(self.content_convs)
+        for key in keys:
+            convs = [self.content_convs[key]]
+            if self.viewpoint_convs is not None:
+                convs.append(self.viewpoint_convs[key])
+            rows = sum(conv.out_channels for conv in convs)
+            in_channels = convs[0].in_channels
+            basis = torch.empty(max(rows, in_channels), in_channels)
+            nn.init.orthogonal_(basis)  # orthonormal columns; its first `rows` rows when rows <= d
+            if rows > in_channels:  # no squeeze: the factors cannot share one basis
+                basis = torch.cat([basis, nn.init.orthogonal_(torch.empty(rows - in_channels, in_channels))])
+            start = 0
+            for conv in convs:
+                centre = conv.kernel_size[0] // 2
+                conv.weight.zero_()
+                conv.weight[:, :, centre, centre] = basis[start : start + conv.out_channels]
+                conv.bias.zero_()
+                start += conv.out_channels
 
     def _key(self, branch: str) -> str:
         if branch not in BRANCHES:

@@ -19,7 +19,7 @@ from torch import nn
 
 from cvd.errors import ConfigError
 from cvd.models.backbones import Backbone
-from cvd.models.cvd import BRANCHES, CVD, SplitProjection, reconstruction_size
+from cvd.models.cvd import BRANCHES, CVD, SPLIT_INITS, SplitProjection, reconstruction_size
 from cvd.models.heads import HEADS, build_head
 
 CVD_DEFAULTS: dict[str, Any] = {
@@ -34,6 +34,7 @@ CVD_DEFAULTS: dict[str, Any] = {
     "lambda": [10.0, 0.2, 1.0],
     "tau": 0.05,
     "kernel_size": 3,
+    "init": "default",
 }
 
 
@@ -60,6 +61,8 @@ def resolve_cvd_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(
             f"cvd.kernel_size: must be 1, 3, 5 or 7 (paper: 3), got {resolved['kernel_size']!r}"
         )
+    if resolved["init"] not in SPLIT_INITS:
+        raise ConfigError(f"cvd.init: must be one of {list(SPLIT_INITS)}, got {resolved['init']!r}")
     for key in ("recon_size", "decoder_channels", "n_projections"):
         value = resolved[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -260,6 +263,7 @@ def build_retrieval_model(config: Mapping[str, Any]) -> RetrievalModel:
             recon_size=cvd_config["recon_size"],
             decoder_channels=cvd_config["decoder_channels"],
             kernel_size=cvd_config["kernel_size"],
+            init=cvd_config["init"],
             separate_branches=not share_weights,
             viewpoint=bool(cvd_config["independence"]) or bool(cvd_config["reconstruction"]),
             decoders=bool(cvd_config["reconstruction"]),
