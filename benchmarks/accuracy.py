@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from cvd.atomic import atomic_write_text
 from cvd.data.synthetic import generate
 from cvd.demo import FULL, UNTRAINED, VARIANTS, DemoSize, demo_configs, evaluate_untrained
 from cvd.engine.trainer import fit
@@ -142,7 +143,7 @@ def main() -> None:
         },
         "minutes": (time.perf_counter() - started) / 60,
     }
-    (args.out / "accuracy.json").write_text(json.dumps(record, indent=2))
+    atomic_write_text(args.out / "accuracy.json", json.dumps(record, indent=2))
     print(f"\ntotal {record['minutes']:.1f} min; written {args.out / 'accuracy.json'}")
 
 

@@ -68,7 +68,6 @@ class GeometricLayoutExtractor(nn.Module):
             raise ConfigError(
                 f"model.head.kwargs.heads: {heads} must divide the token width h*w/2 = {hidden}"
             )
-        self.positions = positions
         self.w_in = _descriptor_weight(positions, n_des, hidden)
         self.b_in = nn.Parameter(torch.full((1, n_des, hidden), 0.1))
         self.w_out = _descriptor_weight(hidden, n_des, positions)

@@ -18,8 +18,6 @@ then by file name. The summary (printed to stderr, or --summary FILE) gives Game
 and SDM@1/3/5 plus mean/median error. Definitions: docs/localization.md.
 """
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``cvd localize``."""
@@ -59,6 +57,8 @@ def expand_images(items: list[str]) -> list[str]:
     """Files as given (even unreadable ones: they get their own error line); folders expanded, sorted."""
     from pathlib import Path
 
+    from cvd.data.layout import IMAGE_SUFFIXES
+
     paths: list[str] = []
     for item in items:
         path = Path(item)
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from cvd.atomic import atomic_write_text
     from cvd.errors import CheckpointError, ConfigError
     from cvd.geo.embedders import load_embedder
     from cvd.geo.index import GalleryIndex, IndexParams, read_manifest
@@ -114,13 +115,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if ground_truth is not None:
         check_ground_truth_coverage(results, Path(args.gt))
-    stream = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
-    try:
-        for result in results:
-            stream.write(json.dumps(result.to_json(index, args.top_k)) + "\n")
-    finally:
-        if args.out:
-            stream.close()
+    lines = "".join(json.dumps(result.to_json(index, args.top_k)) + "\n" for result in results)
+    if args.out:
+        atomic_write_text(args.out, lines)
+    else:
+        sys.stdout.write(lines)
     if args.png:
         from cvd.geo.figure import save_result_png
 
@@ -136,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         summary = summarize(results, index)
         text = json.dumps(summary, indent=2)
         if args.summary:
-            Path(args.summary).write_text(text + "\n", encoding="utf-8")
+            atomic_write_text(args.summary, text + "\n")
         else:
             print(text, file=sys.stderr)
     return 1 if failed else 0

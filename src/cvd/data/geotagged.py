@@ -158,7 +158,8 @@ def _assign_nearest(queries: list[dict], satellites: list[dict], max_distance_m:
         return
     from scipy.spatial import cKDTree
 
-    from cvd.data.samplers import EARTH_RADIUS_M, unit_vectors
+    from cvd.data.samplers import unit_vectors
+    from cvd.geo.coords import EARTH_RADIUS_M
 
     tree = cKDTree(unit_vectors(np.asarray([s["gps"] for s in satellites])))
     chord, nearest = tree.query(unit_vectors(np.asarray([q["gps"] for q in queries])))

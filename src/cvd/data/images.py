@@ -40,7 +40,7 @@ logger = logging.getLogger("cvd.data")
 SKIPPED_KEY = "skipped"
 
 # What a corrupt, truncated, empty, missing or unreadable file raises inside PIL.
-_READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
@@ -49,7 +49,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image.convert("RGB")
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         raise ImageReadError(f"cannot read image {path}: {error}") from error
 
 
@@ -60,7 +60,7 @@ def is_readable(path: str | os.PathLike) -> bool:
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
         return True
-    except _READ_ERRORS:
+    except READ_ERRORS:
         return False
 
 

@@ -38,8 +38,7 @@ import torch
 from torch.utils.data import Sampler
 
 from cvd.data.records import PairRecord
-
-EARTH_RADIUS_M = 6_371_008.8
+from cvd.geo.coords import EARTH_RADIUS_M
 
 
 def _resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -265,11 +264,6 @@ class NeighbourSampler(_GlobalBatchSampler):
     def neighbours(self) -> dict[int, np.ndarray] | None:
         """The current neighbour table (label -> neighbour labels, nearest first), e.g. to checkpoint."""
         return self._neighbours
-
-    @property
-    def has_neighbours(self) -> bool:
-        """Whether a neighbour table is set (else batches are plain unique-location ones)."""
-        return self._neighbours is not None
 
     def _epoch_state(self, order: np.ndarray, rng: np.random.Generator) -> Any:
         if self._neighbours is None:

@@ -98,7 +98,6 @@ class TrainData:
                 f"{self.num_locations} training locations and sampler {sampler_name!r}"
             )
         self.items = SeededItems(self.dataset, int(config["seed"]))
-        self.skipped_at_runtime = 0
 
     @property
     def batches_per_epoch(self) -> int:
@@ -130,7 +129,6 @@ class TrainData:
             # An image that became unreadable during the run: every rank drops this micro-batch,
             # since the ranks' batches must stay the same size for the gather.
             if all_reduce_sum(float(skipped), self.dist.device) > 0:
-                self.skipped_at_runtime += skipped
                 LOGGER.warning("dropped a micro-batch with unreadable images: %s", batch.get("skipped"))
                 continue
             yield batch

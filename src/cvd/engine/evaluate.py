@@ -111,9 +111,10 @@ def evaluate_model(
     evaluation = config["eval"]
     max_queries = evaluation.get("max_queries")
     results: list[dict[str, Any]] = []
+    unreadable = _unreadable_paths(splits, config)
     for split in splits:
-        queries = _drop_unreadable(split.queries, config, split.name)
-        gallery = _drop_unreadable(split.gallery, config, split.name)
+        queries = _drop_unreadable(split.queries, unreadable, split.name)
+        gallery = _drop_unreadable(split.gallery, unreadable, split.name)
         if max_queries:
             queries = queries[: int(max_queries)]
         query_emb = embedder(queries, f"{split.name} queries")
@@ -144,12 +145,21 @@ def evaluate_model(
     return broadcast_object(results)  # type: ignore[return-value]
 
 
-def _drop_unreadable(records: list[ImageRecord], config: Mapping[str, Any], name: str) -> list[ImageRecord]:
+def _unreadable_paths(splits: list[Any], config: Mapping[str, Any]) -> set[Path]:
+    """Decode-check every image of every split once: splits share their galleries (University-1652's
+    two variants, SUES-200's altitudes), which would otherwise be decoded again per split."""
+    unique = {Path(r.path): r for split in splits for r in (*split.queries, *split.gallery)}
+    strict = bool(config["data"]["strict_images"])
+    dataset = ImageDataset(list(unique.values()), None, strict=strict, verify=True)
+    return set(dataset.skipped)
+
+
+def _drop_unreadable(records: list[ImageRecord], unreadable: set[Path], name: str) -> list[ImageRecord]:
     """Drop (and report) unreadable images before embedding, so every rank's share stays aligned."""
-    dataset = ImageDataset(records, None, strict=bool(config["data"]["strict_images"]), verify=True)
-    if dataset.skipped:
-        LOGGER.warning("%s: %d unreadable images skipped", name, len(dataset.skipped))
-    return dataset.records
+    kept = [record for record in records if Path(record.path) not in unreadable]
+    if len(kept) < len(records):
+        LOGGER.warning("%s: %d unreadable images skipped", name, len(records) - len(kept))
+    return kept
 
 
 def mine_neighbours(model: nn.Module, data: Any, dist: DistContext) -> dict[int, np.ndarray]:

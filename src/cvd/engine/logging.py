@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cvd.atomic import atomic_output
+
 LOGGER = logging.getLogger("cvd")
 
 
@@ -47,8 +49,11 @@ class CSVLog:
         self._rewrite(rows)
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", newline="", encoding="utf-8") as handle:
+        # atomic: a kill during a resume's truncation must not wipe the run's log
+        with (
+            atomic_output(self.path) as temporary,
+            temporary.open("w", newline="", encoding="utf-8") as handle,
+        ):
             writer = csv.DictWriter(handle, fieldnames=self.fields)
             writer.writeheader()
             writer.writerows(rows)

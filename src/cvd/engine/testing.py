@@ -65,7 +65,8 @@ def resolve_test_config(
     trained_config: dict[str, Any], data_config_path: Path | None, overrides: list[str]
 ) -> dict[str, Any]:
     """The trained model's config, with another benchmark's data/eval sections and overrides."""
-    config = merge(load_config(), trained_config)
+    schema = read_yaml(packaged_config_path())
+    config = merge(schema, trained_config)
     if data_config_path is not None:
         other = load_config(data_config_path)
         config["data"] = copy.deepcopy(other["data"])
@@ -73,7 +74,7 @@ def resolve_test_config(
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(config, key, value)
-    validate(config, read_yaml(packaged_config_path()))
+    validate(config, schema)
     return config
 
 

@@ -312,11 +312,7 @@ class Trainer:
                 step=self.step,
             )
             with sync:
-                with torch.autocast(
-                    self.dist.device.type,
-                    dtype=self.autocast_dtype or torch.float32,
-                    enabled=self.autocast_dtype is not None,
-                ):
+                with self._autocast():
                     terms = self.engine(batch, context)
                 self._check_finite(terms)
                 self.scaler.scale(terms["total"] / self.accumulate).backward()
@@ -328,7 +324,9 @@ class Trainer:
                 self._sharpness_aware_second_pass(batch, context)
             self._optimizer_step()
             self.step += 1
-            values = {k: float(v.detach()) for k, v in terms.items()}
+            # one device-to-host transfer for all terms, not one sync per term
+            stacked = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+            values = dict(zip(terms, stacked.tolist(), strict=True))
             progress.set_postfix(loss=f"{values['total']:.4f}")
             if self.step % int(self.config["train"]["log_every"]) == 0 or self.step == 1:
                 values["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -350,14 +348,18 @@ class Trainer:
         """(A)SAM: move to the worst-case neighbour, and take the gradient there (same batch, same
         random projections); :meth:`_optimizer_step` then steps from the original weights."""
         self.sam.first_step(zero_grad=True)
-        with torch.autocast(
-            self.dist.device.type,
-            dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
-        ):
+        with self._autocast():
             terms = self.engine(batch, context)
         self._check_finite(terms)
         terms["total"].backward()
+
+    def _autocast(self) -> torch.autocast:
+        """The forward passes' precision (the SAM second pass must match the first)."""
+        return torch.autocast(
+            self.dist.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        )
 
     def _optimizer_step(self) -> None:
         clip = self.config["optim"].get("clip_grad")

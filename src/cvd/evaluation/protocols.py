@@ -17,10 +17,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from cvd.data.records import JUNK_LABEL  # gallery items removed from every ranking
 from cvd.errors import ConfigError
-
-JUNK_LABEL = -1
-"""Gallery label of items removed from every ranking before metrics are computed."""
 
 TiePolicy = Literal["against_query", "favour_query"]
 OnePercentRule = Literal["cmc_round", "floor_div_100"]

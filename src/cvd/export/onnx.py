@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cvd.atomic import atomic_output
 from cvd.errors import CVDError
 from cvd.export.runtime import METADATA_PREFIX, OnnxEmbedder
 from cvd.geo.embedders import TorchEmbedder
@@ -83,51 +84,48 @@ def export_onnx(
     batch = torch.stack([torch_embedder.transform(image) for image in images])
     module = torch_embedder.module.eval()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter warns about tracing internals
-            torch.onnx.export(
-                module,
-                (batch[:1],),
-                str(temporary),
-                input_names=["images"],
-                output_names=["embedding"],
-                dynamic_axes={"images": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
+    # Written beside `out` and renamed only once onnxruntime agrees with PyTorch: a failed or
+    # diverging export leaves nothing (and never half a file) under the name.
+    with atomic_output(out) as temporary:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter warns about tracing internals
+                torch.onnx.export(
+                    module,
+                    (batch[:1],),
+                    str(temporary),
+                    input_names=["images"],
+                    output_names=["embedding"],
+                    dynamic_axes={"images": {0: "batch"}, "embedding": {0: "batch"}},
+                    opset_version=opset,
+                    dynamo=False,
+                )
+            module.eval()  # the exporter restores the module's previous mode; keep inference mode
+            graph = onnx.load(str(temporary))
+            metadata = {
+                "identity": torch_embedder.identity,
+                "view": view,
+                "source": torch_embedder.source,
+                "data_config": json.dumps(torch_embedder.data_config),
+                "embedding_dim": str(torch_embedder.embedding_dim),
+            }
+            for key, value in metadata.items():
+                entry = graph.metadata_props.add()
+                entry.key, entry.value = METADATA_PREFIX + key, value
+            graph.producer_name = "cvd"
+            onnx.checker.check_model(graph)
+            onnx.save(graph, str(temporary))
+            expected = torch_embedder.embed(batch)
+            actual = OnnxEmbedder(temporary, view).embed(batch)
+        except CVDError:
+            raise
+        except Exception as error:
+            raise ExportError(f"{out}: ONNX export failed: {type(error).__name__}: {error}") from error
+        max_abs_diff = float(np.abs(expected - actual).max())
+        min_cosine = float((expected * actual).sum(axis=1).min())
+        if not max_abs_diff < atol:
+            raise ExportError(
+                f"{out}: onnxruntime differs from PyTorch by up to {max_abs_diff:.2e} "
+                f"(allowed {atol:.0e}) on {source}; not written"
             )
-        module.eval()  # the exporter restores the module's previous mode; keep inference mode
-        graph = onnx.load(str(temporary))
-        metadata = {
-            "identity": torch_embedder.identity,
-            "view": view,
-            "source": torch_embedder.source,
-            "data_config": json.dumps(torch_embedder.data_config),
-            "embedding_dim": str(torch_embedder.embedding_dim),
-        }
-        for key, value in metadata.items():
-            entry = graph.metadata_props.add()
-            entry.key, entry.value = METADATA_PREFIX + key, value
-        graph.producer_name = "cvd"
-        onnx.checker.check_model(graph)
-        onnx.save(graph, str(temporary))
-        expected = torch_embedder.embed(batch)
-        actual = OnnxEmbedder(temporary, view).embed(batch)
-    except CVDError:
-        temporary.unlink(missing_ok=True)
-        raise
-    except Exception as error:
-        temporary.unlink(missing_ok=True)
-        raise ExportError(f"{out}: ONNX export failed: {type(error).__name__}: {error}") from error
-    max_abs_diff = float(np.abs(expected - actual).max())
-    min_cosine = float((expected * actual).sum(axis=1).min())
-    if not max_abs_diff < atol:
-        temporary.unlink(missing_ok=True)
-        raise ExportError(
-            f"{out}: onnxruntime differs from PyTorch by up to {max_abs_diff:.2e} (allowed {atol:.0e}) "
-            f"on {source}; not written"
-        )
-    os.replace(temporary, out)
     return ExportReport(out, view, torch_embedder.identity, max_abs_diff, min_cosine, len(images), source)

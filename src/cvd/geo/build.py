@@ -39,6 +39,7 @@ def check_index_folder(out_dir: str | os.PathLike) -> None:
             f"(an index folder holds only {', '.join(INDEX_FOLDER_ENTRIES)})"
         )
 
+
 MAX_FAILED_LISTED = 1000
 
 

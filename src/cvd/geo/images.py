@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from cvd.data.images import READ_ERRORS
 from cvd.errors import ImageReadError
 
 MIN_SIDE_PX = 32
 CONVERTIBLE_MODES = ("RGB", "L", "LA", "P", "PA", "RGBA", "RGBX", "CMYK", "YCbCr", "1", "La")
-_READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def read_rgb(path: str | os.PathLike, min_side: int = MIN_SIDE_PX) -> tuple[Image.Image, str | None]:
@@ -40,7 +40,7 @@ def read_rgb(path: str | os.PathLike, min_side: int = MIN_SIDE_PX) -> tuple[Imag
                     f"(at least {min_side} px per side)"
                 )
             rgb = image.convert("RGB")
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         raise ImageReadError(f"{path}: cannot read image ({error})") from None
     note = None if mode == "RGB" else f"converted from {mode} to RGB"
     if mode in ("RGBA", "LA", "PA", "La"):

@@ -50,7 +50,7 @@ class Head(nn.Module):
 
     A head whose first operation is the plain mean over all positions sets
     `pools_by_global_mean = True` and implements `forward_pooled(mean_vector)`: CVD's content conv
-    can then be evaluated directly on the pooled result (see `ContentProjection.global_mean`),
+    can then be evaluated directly on the pooled result (see `SplitProjection.global_mean`),
     which keeps inference as cheap as the baseline's.
     """
 

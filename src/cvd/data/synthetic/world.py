@@ -556,7 +556,6 @@ class World:
                     )
                     frame = placer.take(cu, cv, hu, hv)
                     block.buildings.append(self._house(placer, rng, frame, local_palette))
-                    back = cv + side * -1 * 0  # noqa: F841 - lots extend behind the house
                     lawn = placer.frame(
                         u + lot / 2,
                         placer.vmin + depth / 2 if side < 0 else placer.vmax - depth / 2,
