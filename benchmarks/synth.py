@@ -153,14 +153,17 @@ def zeroshot(
     backbone = Backbone("tf_efficientnet_lite0", pretrained=True).eval()
     transform = transform_from_data_config(backbone.data_config, embed_size)
 
+    embedded: dict[str, torch.Tensor] = {}  # the two gallery variants share their images
+
     @torch.no_grad()
     def embed(records):
-        out = []
-        for start in range(0, len(records), 64):
-            batch = torch.stack([transform(load_rgb(r.path)) for r in records[start : start + 64]])
-            features = backbone(batch).mean(dim=(2, 3))
-            out.append(torch.nn.functional.normalize(features, dim=1))
-        return torch.cat(out)
+        missing = list(dict.fromkeys(str(r.path) for r in records if str(r.path) not in embedded))
+        for start in range(0, len(missing), 64):
+            paths = missing[start : start + 64]
+            batch = torch.stack([transform(load_rgb(path)) for path in paths])
+            features = torch.nn.functional.normalize(backbone(batch).mean(dim=(2, 3)), dim=1)
+            embedded.update(zip(paths, features, strict=True))
+        return torch.stack([embedded[str(r.path)] for r in records])
 
     dataset = University1652(root)
     for variant in ("official", "sample4geo"):

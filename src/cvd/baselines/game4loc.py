@@ -30,35 +30,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cvd.baselines.base import LossContext, register_recipe
 from cvd.baselines.sample4geo import Sample4Geo
+from cvd.losses import info_nce
 
 
 def match_smoothing(weights: torch.Tensor, k: float = 5.0, label_smoothing: float = 0.0) -> torch.Tensor:
     """Per-pair label smoothing eps = 1 - (1 - s) * sigmoid(k * w) of Game4Loc's weighted InfoNCE."""
     return 1.0 - (1.0 - label_smoothing) * torch.sigmoid(k * weights.float())
-
-
-def _smoothed_direction(logits: torch.Tensor, same: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
-    """Mean over positive pairs (row i, column j) of the per-row smoothed cross-entropy.
-
-    A row competes with its positive and its true negatives only: other columns of the same
-    location are left out (as `cvd.losses.info_nce` does), which with one item per location is
-    the plain cross-entropy over the whole row.
-    """
-    rows, columns = same.nonzero(as_tuple=True)
-    if rows.numel() == 0:
-        raise ValueError("weighted InfoNCE: no positive pair in the batch")
-    allowed = ~same[rows]
-    allowed[torch.arange(rows.numel(), device=logits.device), columns] = True
-    log_probabilities = torch.log_softmax(logits[rows].masked_fill(~allowed, float("-inf")), dim=1)
-    positive = log_probabilities.gather(1, columns[:, None]).squeeze(1)
-    uniform = log_probabilities.masked_fill(~allowed, 0.0).sum(1) / allowed.sum(1)
-    eps = smoothing[rows]
-    return (-(1.0 - eps) * positive - eps * uniform).mean()
 
 
 def weighted_info_nce(
@@ -76,14 +57,9 @@ def weighted_info_nce(
     n = query.shape[0]
     if reference.shape[0] != n or smoothing.shape[0] != n:
         raise ValueError("weighted InfoNCE pairs query i with reference i: sizes must agree")
-    if labels is None:
-        labels = torch.arange(n, device=query.device)
-    logits = logit_scale * F.normalize(query.float(), dim=1) @ F.normalize(reference.float(), dim=1).T
-    same = labels[:, None] == labels[None, :]
-    smoothing = smoothing.to(logits.device).float()
-    forward = _smoothed_direction(logits, same, smoothing)
-    backward = _smoothed_direction(logits.T, same.T, smoothing)
-    return 0.5 * (forward + backward)
+    return info_nce(
+        query, reference, labels=labels, label_smoothing=smoothing, symmetric=True, logit_scale=logit_scale
+    )
 
 
 class WeightedInfoNCE(nn.Module):

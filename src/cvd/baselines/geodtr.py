@@ -38,8 +38,8 @@ from PIL import Image
 from torch import nn
 
 from cvd.baselines.base import LossContext, Recipe, register_recipe
+from cvd.baselines.transgeo import SoftMarginTriplet
 from cvd.errors import ConfigError
-from cvd.losses import soft_margin_triplet
 from cvd.models.heads import Head, register_head
 
 
@@ -151,26 +151,19 @@ def counterfactual_loss(
     return F.softplus(alpha * (2.0 * cosine - 2.0)).mean()
 
 
-class GeoDTRLoss(nn.Module):
-    """Soft-margin triplet over the global batch + ``cf_weight`` x counterfactual loss."""
+class GeoDTRLoss(SoftMarginTriplet):
+    """TransGeo's soft-margin triplet over the global batch + ``cf_weight`` x counterfactual loss."""
 
     def __init__(self, alpha: float = 10.0, cf_weight: float = 1.0, cf_alpha: float = 5.0) -> None:
-        super().__init__()
-        self.alpha = alpha
+        super().__init__(alpha)
         self.cf_weight = cf_weight
         self.cf_alpha = cf_alpha
 
     def forward(
         self, outputs: Mapping[str, Any], batch: Mapping[str, Any], context: LossContext
     ) -> dict[str, torch.Tensor]:
-        triplet = soft_margin_triplet(
-            context.gather(outputs["query"]["embedding"]),
-            context.gather(outputs["satellite"]["embedding"]),
-            labels=context.gather(batch["label"]),
-            alpha=self.alpha,
-        )
-        terms = {"soft_triplet": triplet}
-        total = triplet
+        terms = super().forward(outputs, batch, context)
+        total = terms.pop("total")
         # The heads give counterfactuals in training mode only (nothing to push apart at inference).
         if self.cf_weight and all("counterfactual" in outputs[b]["head"] for b in ("query", "satellite")):
             # Per image, so a local mean: DDP's gradient averaging makes it the global one.

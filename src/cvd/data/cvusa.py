@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import re
 from pathlib import Path
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit
+from cvd.geo.coords import latlon_problem
 
 logger = logging.getLogger("cvd.data")
 
@@ -139,6 +139,5 @@ def _read_gps(path: Path, check: LayoutCheck) -> list[tuple[float, float] | None
                 check.add_problem(f"{path}:{line_number}: expected ground_lat,ground_long in columns 3-4")
                 coordinates.append(None)
                 continue
-            ok = math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180
-            coordinates.append((lat, lon) if ok else None)
+            coordinates.append((lat, lon) if latlon_problem(lat, lon) is None else None)
     return coordinates

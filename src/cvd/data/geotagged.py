@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv as csv_module
-import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import VIEWS, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
 from cvd.errors import ConfigError
+from cvd.geo.coords import latlon_problem
 
 EXPECTED_TREE = """\
 <root>/                       <- the folder the CSV's paths are relative to
@@ -128,7 +128,7 @@ def _read_rows(csv_path: Path, root: Path, check: LayoutCheck) -> list[dict]:
                     f"{csv_path}:{line_number}: lat/lon {cells['lat']!r}, {cells['lon']!r} are not numbers"
                 )
                 continue
-            if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+            if latlon_problem(lat, lon) is not None:
                 check.add_problem(f"{csv_path}:{line_number}: lat/lon ({lat}, {lon}) out of range")
                 continue
             view = cells.get("view") or "drone"

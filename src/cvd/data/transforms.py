@@ -28,6 +28,23 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cvd.errors import ConfigError
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+def _size(value: Any) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    height, width = value
+    return int(height), int(width)
+
+
+def _supported_interpolation(name: str | None) -> str:
+    """timm's interpolation name if torchvision's resize takes it, else bilinear."""
+    return name if name in INTERPOLATIONS else "bilinear"
+
+
 SAFA_POLAR_SIZE = (122, 671)
 """(height, width) of SAFA / GeoDTR / LPN polar satellites on CVUSA."""
 
@@ -45,7 +62,7 @@ def image_transform(
     """
     from torchvision import transforms as T
 
-    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    height, width = _size(size)
     mode = T.InterpolationMode(interpolation)
     return T.Compose(
         [
@@ -62,9 +79,7 @@ def transform_from_data_config(
     """`image_transform` from a timm data_config (`Backbone.data_config`); `size` overrides its input size."""
     if size is None:
         size = tuple(data_config["input_size"][-2:])
-    interpolation = data_config.get("interpolation", "bilinear")
-    if interpolation not in ("nearest", "bilinear", "bicubic"):
-        interpolation = "bilinear"
+    interpolation = _supported_interpolation(data_config.get("interpolation"))
     return image_transform(size, data_config["mean"], data_config["std"], interpolation)
 
 
@@ -218,15 +233,6 @@ interpolation for training and evaluation (their scripts resize bicubic). The de
 every earlier recipe unchanged.
 """
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-
-
-def _size(value: Any) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    height, width = value
-    return int(height), int(width)
-
 
 def _view_size(config: Mapping[str, Any], data_config: Mapping[str, Any], view: str) -> tuple[int, int]:
     data = config.get("data", {})
@@ -237,8 +243,6 @@ def _view_size(config: Mapping[str, Any], data_config: Mapping[str, Any], view: 
 def _interpolation(augment: Mapping[str, Any]) -> str | None:
     value = augment.get("interpolation")
     if value is not None and value not in INTERPOLATIONS:
-        from cvd.errors import ConfigError
-
         raise ConfigError(f"data.augment.interpolation: {value!r} is not one of {list(INTERPOLATIONS)}")
     return value
 
@@ -302,21 +306,15 @@ def build_pair_transform(
     given = dict((config.get("data", {}) or {}).get("augment") or {})
     unknown = sorted(set(given) - set(augment))
     if unknown:
-        from cvd.errors import ConfigError
-
         raise ConfigError(f"data.augment: unknown option(s) {unknown}; known: {sorted(augment)}")
     augment.update(given)
     if augment["polar"] and (augment["rotate_prob"] or augment["satellite_rotate90"]):
-        from cvd.errors import ConfigError
-
         raise ConfigError(
             "data.augment: polar satellites cannot be rotated (their azimuth runs along the width); "
             "set rotate_prob: 0 and satellite_rotate90: false"
         )
     pad, degrees = int(augment["pad"]), float(augment["satellite_affine_degrees"])
     if augment["polar"] and (pad > 0 or degrees > 0):
-        from cvd.errors import ConfigError
-
         raise ConfigError(
             "data.augment: pad and satellite_affine_degrees work on square satellites; "
             "they cannot be combined with polar: true"
@@ -329,9 +327,7 @@ def build_pair_transform(
     if pad > 0 or degrees > 0 or view_flip > 0:
         from torchvision import transforms as T
 
-        interpolation = _interpolation(augment) or data_config.get("interpolation", "bilinear")
-        if interpolation not in INTERPOLATIONS:
-            interpolation = "bilinear"
+        interpolation = _interpolation(augment) or _supported_interpolation(data_config.get("interpolation"))
         query_size = _view_size(config, data_config, "drone")
         satellite_size = _view_size(config, data_config, "satellite")
         query = T.Compose([view_augmentation(query_size, pad, 0.0, view_flip, interpolation), query])

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from cvd.baselines.base import LossContext
-from cvd.losses import independence_loss, info_nce, reconstruction_loss
+from cvd.losses import DEFAULT_LAMBDAS, independence_loss, info_nce, reconstruction_loss
 
 
 def resolve_loc_mode(mode: str, contrastive: bool) -> str:
@@ -58,7 +58,7 @@ class TrainingObjective(nn.Module):
         self.criterion = criterion
         self.cvd_enabled = bool(cvd_config.get("enabled", False))
         self.loc_mode = resolve_loc_mode(str(cvd_config.get("loc", "auto")), contrastive)
-        lambdas = cvd_config.get("lambda", [10.0, 0.2, 1.0])
+        lambdas = cvd_config.get("lambda", DEFAULT_LAMBDAS)
         self.lambda_iic, self.lambda_irc, self.lambda_loc = (float(v) for v in lambdas)
         self.tau = float(cvd_config.get("tau", 0.05))
         self.use_iic = bool(cvd_config.get("independence", True))

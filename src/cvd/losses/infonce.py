@@ -16,7 +16,7 @@ def _one_direction(
     logits: torch.Tensor,
     positives: torch.Tensor,
     negatives: torch.Tensor,
-    label_smoothing: float,
+    label_smoothing: float | torch.Tensor,
 ) -> torch.Tensor:
     query_index, positive_index = positives.nonzero(as_tuple=True)
     if query_index.numel() == 0:
@@ -27,11 +27,14 @@ def _one_direction(
     log_probabilities = torch.log_softmax(rows, dim=1)
     positive_term = log_probabilities.gather(1, positive_index[:, None]).squeeze(1)
     loss = -positive_term
-    if label_smoothing > 0:
+    per_row = torch.is_tensor(label_smoothing)
+    if per_row or label_smoothing > 0:
         # torch's label smoothing, over the classes this pair competes with: (1 - eps) on the
-        # positive plus eps spread uniformly over positive and negatives.
+        # positive plus eps spread uniformly over positive and negatives. A tensor gives each
+        # row its own eps (Game4Loc's per-pair smoothing).
+        eps = label_smoothing.to(logits.device).float()[query_index] if per_row else label_smoothing
         uniform_term = log_probabilities.masked_fill(~allowed, 0.0).sum(1) / allowed.sum(1)
-        loss = -(1.0 - label_smoothing) * positive_term - label_smoothing * uniform_term
+        loss = -(1.0 - eps) * positive_term - eps * uniform_term
     return loss.mean()
 
 
@@ -41,7 +44,7 @@ def info_nce(
     tau: float = 0.05,
     labels: torch.Tensor | None = None,
     ref_labels: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
+    label_smoothing: float | torch.Tensor = 0.0,
     symmetric: bool = False,
     logit_scale: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
@@ -54,6 +57,8 @@ def info_nce(
       `logit_scale` is given, as in Sample4Geo / CLIP.
     - `symmetric=True` is Bi-InfoNCE: the mean of query->reference and reference->query.
     - The loss is averaged over positive pairs; inputs are L2-normalised here (cosine).
+    - `label_smoothing` may be a tensor with one eps per row (query i and reference i pair up,
+      and the reverse direction uses eps of reference i): Game4Loc's weighted InfoNCE.
     """
     if query.ndim != 2:
         raise ValueError(f"query must be (N, D), got {tuple(query.shape)}")

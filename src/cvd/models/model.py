@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvd.errors import ConfigError
+from cvd.losses.objective import DEFAULT_LAMBDAS
 from cvd.models.backbones import Backbone
 from cvd.models.cvd import BRANCHES, CVD, SPLIT_INITS, SplitProjection, reconstruction_size
 from cvd.models.heads import HEADS, build_head
@@ -31,7 +32,7 @@ CVD_DEFAULTS: dict[str, Any] = {
     "independence": True,
     "reconstruction": True,
     "n_projections": 128,
-    "lambda": [10.0, 0.2, 1.0],
+    "lambda": list(DEFAULT_LAMBDAS),
     "tau": 0.05,
     "kernel_size": 3,
     "init": "default",

@@ -262,7 +262,7 @@ def generate(
         latlon[result["spec"].name] = (float(lat), float(lon))
     if layout == "cvusa":
         write_cvusa_splits(root, [r["spec"] for r in results], latlon)
-    _write_metadata(root, layout, locations, views_per_location, size, seed, opts, results, latlon, geo)
+    _write_metadata(root, request, opts, results, latlon, geo)
     (root / IN_PROGRESS_FILE).unlink()
     if bar is not None:
         print(f"cvd synth: {len(specs)} locations in {time.perf_counter() - started:.1f} s -> {root}")
@@ -335,11 +335,7 @@ def _clear(root: Path) -> None:
 
 def _write_metadata(
     root: Path,
-    layout: str,
-    locations: int,
-    views: int,
-    size: int,
-    seed: int,
+    request: dict[str, Any],
     options: SynthOptions,
     results: list[dict[str, Any]],
     latlon: dict[str, tuple[float, float]],
@@ -377,13 +373,7 @@ def _write_metadata(
             images[path] = camera
     metadata = {
         "generator": "cvd.data.synthetic",
-        "version": GENERATOR_VERSION,
-        "layout": layout,
-        "seed": seed,
-        "locations": locations,
-        "views_per_location": views,
-        "size": size,
-        "options": options.to_dict(),
+        **request,  # what identifies the dataset: the same fields the reuse check compares
         "georeference": {
             "origin_lat": options.origin_lat,
             "origin_lon": options.origin_lon,
