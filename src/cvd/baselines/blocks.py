@@ -22,6 +22,20 @@ def require_num_classes(num_classes: int | None, head: str) -> int:
     return int(num_classes)
 
 
+def copy_pretrained_head_norm(backbone: nn.Module, target: nn.Module | None) -> None:
+    """Start ``target`` from the encoder's pretrained pooled-path norm (timm ConvNeXt's
+    ``head.norm``) when both are LayerNorms of the same width, so that a head pooling through it
+    starts from timm's own pooled feature (Sample4Geo, MCCG); otherwise leave it as built."""
+    source = getattr(getattr(backbone.model, "head", None), "norm", None)
+    if (
+        isinstance(source, nn.LayerNorm)
+        and isinstance(target, nn.LayerNorm)
+        and source.normalized_shape == target.normalized_shape
+    ):
+        target.load_state_dict(source.state_dict())
+        target.eps = source.eps
+
+
 def concatenate_normalised(features: Sequence[torch.Tensor]) -> torch.Tensor:
     """Part features, each L2-normalised and scaled by 1/sqrt(parts), concatenated (unit norm).
 

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from cvd.baselines.base import register_recipe
-from cvd.baselines.blocks import concatenate_normalised, require_num_classes
+from cvd.baselines.blocks import concatenate_normalised, copy_pretrained_head_norm, require_num_classes
 from cvd.baselines.fsra import ClassificationRecipe, location_class_block
 from cvd.errors import ConfigError
 from cvd.models.heads import Head, register_head
@@ -163,9 +163,5 @@ class MCCG(ClassificationRecipe):
         (timm's ``head.norm``) when the widths agree (CVD off), as MCCG pools through it."""
         model = super().build_model(config)
         for branch in ("query", "satellite"):
-            source = getattr(getattr(model.backbone(branch).model, "head", None), "norm", None)
-            target = model.head(branch).norm
-            if isinstance(source, nn.LayerNorm) and source.normalized_shape == target.normalized_shape:
-                target.load_state_dict(source.state_dict())
-                target.eps = source.eps
+            copy_pretrained_head_norm(model.backbone(branch), model.head(branch).norm)
         return model

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cvd.baselines.base import LossContext, Recipe, register_recipe
+from cvd.baselines.blocks import copy_pretrained_head_norm
 from cvd.losses import info_nce
 
 
@@ -59,15 +60,8 @@ class Sample4Geo(Recipe):
         baseline's embedding at step 0 is exactly timm's pooled feature, as in Sample4Geo."""
         model = super().build_model(config)
         for branch in ("query", "satellite"):
-            source = getattr(getattr(model.backbone(branch).model, "head", None), "norm", None)
-            target = model.head(branch).project[0] if len(model.head(branch).project) else None
-            if (
-                isinstance(source, nn.LayerNorm)
-                and isinstance(target, nn.LayerNorm)
-                and source.normalized_shape == target.normalized_shape
-            ):
-                target.load_state_dict(source.state_dict())
-                target.eps = source.eps
+            project = model.head(branch).project
+            copy_pretrained_head_norm(model.backbone(branch), project[0] if len(project) else None)
         return model
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:

@@ -109,15 +109,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _device(choice: str) -> str:
+    """An explicit device as given ("cuda:1" too); "auto" as the trainer resolves it, per torchrun rank."""
     import os
 
-    import torch
+    from cvd.engine.distributed import resolve_device
 
     if choice != "auto":
         return choice
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
+    return str(resolve_device("auto", int(os.environ.get("LOCAL_RANK", "0"))))
 
 
 def _cut(args: argparse.Namespace, out_dir: str) -> list:
