@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "synth": "synth",
     "fit": "fit",
     "test": "test",
+    "analyze": "analyze",
     "demo": "demo",
     "index": "index",
     "localize": "localize",

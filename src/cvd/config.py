@@ -69,6 +69,12 @@ CHOICES: dict[str, list[Any] | Callable[[], list[str]]] = {
     ],
     "model.baseline": _registry_names("cvd.baselines", "RECIPES"),
     "cvd.loc": ["auto", "baseline", "infonce", "bi-infonce", "none"],
+    "cvd.variant": lambda: sorted(cvd_variants()),
+    "cvd.split": ["conv", "complement"],
+    "cvd.init": ["default", "rotation"],
+    "cvd.recon_target": ["image", "feature", "pooled_feature"],
+    "cvd.iic_estimator": ["paper", "channel_pairs"],
+    "cvd.decoder_init": ["default", "zero"],
     "optim.name": ["adamw", "sgd"],
     "schedule.name": ["cosine", "step", "multistep", "constant"],
     "train.precision": ["auto", "fp32", "bf16", "fp16"],
@@ -78,6 +84,7 @@ CHOICES: dict[str, list[Any] | Callable[[], list[str]]] = {
 }
 
 DEFAULT_CONFIG = "default.yaml"
+CVD_VARIANTS = "cvd_variants.yaml"
 
 
 class _Loader(yaml.SafeLoader):
@@ -290,7 +297,32 @@ def load_config(
         sources[key] = f"command-line override {text!r}"
         set_dotted(config, key, value)
     validate(config, schema, sources)
+    config["cvd"] = apply_cvd_variant(config["cvd"])
     return config
+
+
+def cvd_variants() -> dict[str, dict[str, Any]]:
+    """The CVD module's named variants (``cvd_variants.yaml``): the values a null ``cvd.*`` key takes."""
+    return read_yaml(packaged_config_path(CVD_VARIANTS))
+
+
+def apply_cvd_variant(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``cvd`` section with every null key the variant defines filled from ``cvd.variant``.
+
+    Done when a config is loaded, so the saved config.yaml of a run holds the values it used,
+    and a later change of a variant's preset cannot change what an existing run rebuilds.
+    """
+    resolved = dict(section)
+    name = resolved.get("variant") or "paper"  # a config written before variants existed
+    variants = cvd_variants()
+    if name not in variants:
+        choices = ", ".join(sorted(variants))
+        raise ConfigError(f"cvd.variant: unknown variant {name!r}; choose one of: {choices}")
+    resolved["variant"] = name
+    for key, value in variants[name].items():
+        if resolved.get(key) is None:
+            resolved[key] = copy.deepcopy(value)
+    return resolved
 
 
 def dump_yaml(config: Mapping[str, Any]) -> str:

@@ -115,8 +115,11 @@ def run_demo(
         for line in result.results:
             print("    " + line["summary"], flush=True)
 
-    _stage(4, 4, "writing the report")
-    report = write_demo_report(out / "report", results, run_dirs, data_root, size, seed)
+    _stage(4, 4, "writing the report (with the CVD run's disentanglement analysis)")
+    from cvd.analysis.run import analyze
+
+    analysis = analyze(run_dirs[VARIANTS[1][0]], data_root, out / "report" / "analysis")
+    report = write_demo_report(out / "report", results, run_dirs, data_root, size, seed, analysis)
     minutes = (time.perf_counter() - started) / 60
     print(f"done in {minutes:.1f} min. Report: {report}")
     return report
@@ -147,8 +150,9 @@ def write_demo_report(
     data_root: Path,
     size: DemoSize,
     seed: int,
+    analysis: Path | None = None,
 ) -> Path:
-    """Metrics table, loss curves, one retrieval grid per run, summary."""
+    """Metrics table, loss curves, one retrieval grid per run, the CVD analysis, summary."""
     from cvd.viz.curves import plot_loss_curves
     from cvd.viz.report import write_report
 
@@ -158,6 +162,25 @@ def write_demo_report(
         figures[f"Retrieval, {label} (drone -> satellite, top 5)"] = retrieval_figure(
             run_dir, data_root, out / f"retrieval_{run_dir.name}.png", title=label
         )
+    tables: dict[str, str] = {}
+    if analysis is not None:
+        import json
+
+        from cvd.analysis.run import summary_rows
+
+        rows = summary_rows(json.loads(analysis.read_text()))
+        tables["Disentanglement of the CVD run (cvd analyze, held-out images)"] = "\n".join(
+            [
+                "| quantity | content (zc) | viewpoint (zv) |",
+                "|---|---|---|",
+                *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+            ]
+        )
+        for name in ("figure3_attention.png", "figure4_reconstruction.png"):
+            if (analysis.parent / name).is_file():
+                figures[f"CVD analysis: {name.split('_')[0].replace('figure', 'Figure ')}"] = (
+                    analysis.parent / name
+                )
     intro = (
         f"Synthetic world (seed {seed}, {size.locations} locations, {size.views_per_location} "
         f"drone views per location, {size.image_size} px, University-1652 layout) at {data_root}. "
@@ -182,7 +205,7 @@ def write_demo_report(
         f"Run folders (config, logs, checkpoints, released weights): "
         f"{', '.join(str(p) for p in run_dirs.values())}",
     ]
-    return write_report(out, "cvd demo: Sample4Geo vs Sample4Geo+CVD", intro, results, figures, notes)
+    return write_report(out, "cvd demo: Sample4Geo vs Sample4Geo+CVD", intro, results, figures, notes, tables)
 
 
 def retrieval_figure(run_dir: Path, data_root: Path, out: Path, title: str, queries: int = 6) -> Path:
@@ -206,7 +229,7 @@ def retrieval_figure(run_dir: Path, data_root: Path, out: Path, title: str, quer
     gallery = [record for record in split.gallery if record.label != -1]
     embed = Embedder(model, config, model.data_config, DistContext())
     scores = embed(chosen, "grid queries") @ embed(gallery, "grid gallery").T
-    top = scores.topk(5, dim=1)
+    top = scores.topk(min(5, len(gallery)), dim=1)  # a toy world may rank fewer than 5
     return retrieval_grid(
         [r.path for r in chosen],
         [r.label for r in chosen],

@@ -162,7 +162,8 @@ def test_training_lowers_the_loss_and_embeddings_are_normalised(cvd):
     assert ("loc" in history[0]) is cvd  # classification baseline: InfoNCE on content is added
     model = objective.model.eval()
     head = model.head("query")
-    assert head.global_block.bottleneck[0].in_features == (32 if cvd else 64)  # content channels
+    width = objective.model.cvd.content_channels if cvd else 64  # the head runs on the content channels
+    assert head.global_block.bottleneck[0].in_features == width
     with torch.no_grad():
         for view in ("drone", "satellite"):
             embedding = model.embed(batch["query"], view)

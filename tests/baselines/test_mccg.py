@@ -93,7 +93,7 @@ def test_head_rejects_what_triplet_attention_cannot_give():
 
 def test_global_norm_starts_from_convnexts_pretrained_norm(tmp_path):
     """With CVD off the head's LayerNorm is ConvNeXt's final norm (as MCCG pools through it); with
-    CVD on the widths differ and it starts fresh."""
+    the paper's CVD the widths differ and it starts fresh."""
     backbone = Backbone("test_convnext")
     with torch.no_grad():
         backbone.model.head.norm.weight.uniform_(0.5, 1.5)
@@ -108,10 +108,19 @@ def test_global_norm_starts_from_convnexts_pretrained_norm(tmp_path):
     model = get_recipe("mccg")(config).build_model(config)
     assert torch.equal(model.head("query").norm.weight.detach(), expected)
 
-    config = tiny_config("mccg", cvd=True, backbone=overrides, overrides=["model.head.name=mccg"])
+    # the paper's split halves the width: no pretrained norm fits, the head's starts fresh
+    config = tiny_config(
+        "mccg", cvd=True, backbone=overrides, overrides=["model.head.name=mccg", "cvd.variant=paper"]
+    )
     model = get_recipe("mccg")(config).build_model(config)
     assert model.head("query").norm.normalized_shape == (32,)
     assert torch.equal(model.head("query").norm.weight.detach(), torch.ones(32))
+    # the toolkit's complement split keeps the width: the pretrained norm carries over
+    config = tiny_config(
+        "mccg", cvd=True, backbone=overrides, overrides=["model.head.name=mccg", "cvd.variant=toolkit"]
+    )
+    model = get_recipe("mccg")(config).build_model(config)
+    assert torch.equal(model.head("query").norm.weight.detach(), expected)
 
 
 @pytest.mark.parametrize("cvd", [False, True], ids=["baseline", "cvd"])
@@ -123,7 +132,8 @@ def test_training_lowers_the_loss_and_embeddings_are_normalised(cvd):
     assert {"ce_query", "ce_satellite", "triplet"} <= set(history[0])
     assert ("loc" in history[0]) is cvd  # classification baseline: InfoNCE on content is added
     model = objective.model.eval()
-    assert model.head("query").global_block.bottleneck[0].in_features == (32 if cvd else 64)
+    width = model.cvd.content_channels if cvd else 64  # the head runs on the content channels
+    assert model.head("query").global_block.bottleneck[0].in_features == width
     with torch.no_grad():
         for view in ("drone", "satellite"):
             embedding = model.embed(batch["query"], view)

@@ -20,9 +20,20 @@ def write(path: Path, data: dict) -> Path:
 def test_default_is_complete_and_valid():
     config = load_config()
     default = read_yaml(packaged_config_path())
-    assert config == default
-    assert config["cvd"]["lambda"] == [10.0, 0.2, 1.0]
+    variant = read_yaml(packaged_config_path("cvd_variants.yaml"))[default["cvd"]["variant"]]
+    # every key the variant defines is null in the default and filled from the variant on loading
+    assert all(default["cvd"][key] is None for key in variant)
+    assert config == {**default, "cvd": {**default["cvd"], **variant}}
     assert config["cvd"]["tau"] == 0.05
+
+
+def test_variant_fills_only_what_is_not_set():
+    config = load_config(overrides=["cvd.variant=paper", "cvd.alpha=0.25"])
+    assert config["cvd"]["lambda"] == [10.0, 0.2, 1.0]  # the paper's eq. 7 weights
+    assert config["cvd"]["split"] == "conv" and config["cvd"]["kernel_size"] == 3
+    assert config["cvd"]["alpha"] == 0.25  # set explicitly: the variant does not override it
+    with pytest.raises(ConfigError, match=r"cvd\.variant"):
+        load_config(overrides=["cvd.variant=papr"])
 
 
 def test_merge_order_default_base_experiment_overrides(tmp_path):

@@ -98,7 +98,11 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path: Path):
     reached = 0
     for name, expected in grads.items():
         got = distributed["grads"][name]
-        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6), (
+        # float sums run in another order on 2 processes (and differ between CPUs): the absolute
+        # tolerance follows the tensor's own scale, so a near-zero element of a large gradient
+        # is judged against that gradient, not against 0
+        scale = float(expected.abs().max())
+        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6 + 1e-5 * scale), (
             name,
             (got - expected).abs().max(),
             expected.abs().max(),

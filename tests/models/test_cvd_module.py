@@ -16,7 +16,8 @@ def test_split_channels(alpha, squeeze, content, viewpoint):
     cvd = CVD(64, alpha=alpha, squeeze=squeeze)
     zc, zv = cvd.split(torch.randn(2, 64, 3, 5))
     assert zc.shape == (2, content, 3, 5) and zv.shape == (2, viewpoint, 3, 5)
-    assert cvd.content_projection().kernel_size == (3, 3) and cvd.content_projection().padding == (1, 1)
+    conv = cvd.content_projection().conv
+    assert conv.kernel_size == (3, 3) and conv.padding == (1, 1)
 
 
 def test_alpha_outside_the_unit_interval_is_refused():
@@ -72,7 +73,7 @@ def test_rotation_init_starts_the_split_as_a_rotation_of_the_feature_map():
     plain = z.permute(0, 2, 3, 1).reshape(-1, 16)
     torch.testing.assert_close(stacked @ stacked.T, plain @ plain.T, atol=1e-4, rtol=1e-4)
     # content and viewpoint start in orthogonal subspaces
-    content_rows = cvd.content_projection().weight[:, :, 1, 1]
+    content_rows = cvd.content_projection().conv.weight[:, :, 1, 1]
     viewpoint_rows = cvd.viewpoint_convs["shared"].weight[:, :, 1, 1]
     torch.testing.assert_close(content_rows @ viewpoint_rows.T, torch.zeros(8, 8), atol=1e-5, rtol=0)
 

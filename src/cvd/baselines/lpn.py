@@ -45,9 +45,9 @@ from cvd.baselines.partition import (
 from cvd.errors import ConfigError
 from cvd.losses import classification_loss
 from cvd.models.backbones import Backbone
-from cvd.models.cvd import BRANCHES, CVD, SplitProjection
+from cvd.models.cvd import BRANCHES, CVD, BranchContent
 from cvd.models.heads import Head, register_head
-from cvd.models.model import RetrievalModel, branch_of, resolve_cvd_config
+from cvd.models.model import RetrievalModel, branch_of, constraint_factors, resolve_cvd_config
 
 LOGGER = logging.getLogger("cvd")
 
@@ -146,12 +146,13 @@ class LPNHead(PartHead):
         conv's output straight from ``features`` (``projected_part_means``), exactly equal."""
         height, width = features.shape[-2:]
         rows = self.partition[branch] == "rows"
-        if self.pool != "avg" or not isinstance(projection, nn.Conv2d):
+        conv = projection.conv if isinstance(projection, BranchContent) else projection
+        if self.pool != "avg" or not isinstance(conv, nn.Conv2d):
             return super().forward_projected(features, projection, branch)
         if not rows and ring_grid_size(height, width, self.blocks) != (height, width):
             return super().forward_projected(features, projection, branch)
         masks = (horizontal_bands if rows else square_rings)(height, width, self.blocks)
-        parts, logits = self.classifiers(projected_part_means(features, projection, masks))
+        parts, logits = self.classifiers(projected_part_means(features, conv, masks))
         return self.outputs(parts, logits)
 
 
@@ -164,7 +165,7 @@ class PartEmbedder(nn.Module):
     """
 
     def __init__(
-        self, encoder: nn.Module, content: SplitProjection | None, head: nn.Module, branch: str
+        self, encoder: nn.Module, content: BranchContent | None, head: nn.Module, branch: str
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -226,8 +227,8 @@ class PartModel(RetrievalModel):
         return {
             "embedding": F.normalize(head_output["embedding"], dim=-1),
             "head": head_output,
-            "zc": zc,
-            "zv": zv,
+            "features": features,
+            **constraint_factors(self.cvd, features, branch, zc, zv),
         }
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from cvd.baselines.base import Recipe
 from cvd.data import PairDataset, build_dataset, build_sampler, collate_skipping
 from cvd.engine.distributed import DistContext, all_reduce_sum
+from cvd.engine.validation import hold_out, query_view_of, validation_splits
 from cvd.errors import ConfigError
 
 LOGGER = logging.getLogger("cvd")
@@ -64,7 +65,10 @@ class TrainData:
         self.dist = dist
         data = config["data"]
         self.benchmark = dataset_from_config(config)
-        pairs = self.benchmark.train_pairs()
+        fraction, val_seed = float(data.get("val_fraction") or 0.0), int(data.get("val_seed") or 0)
+        pairs, held_out = hold_out(self.benchmark.train_pairs(), fraction, val_seed)
+        protocol = str(getattr(self.benchmark, "protocol", "university1652"))
+        self.val_splits = validation_splits(held_out, query_view_of(self.benchmark), protocol)
         # Unreadable images are found before training (a cheap draft decode), so every batch of
         # every rank has the same size: the cross-rank gather needs it.
         self.dataset = PairDataset(pairs, None, strict=bool(data["strict_images"]), verify=True)

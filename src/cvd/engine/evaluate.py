@@ -105,8 +105,9 @@ def evaluate_model(
     config: Mapping[str, Any],
     dist: DistContext,
 ) -> list[dict[str, Any]]:
-    """Metrics of every evaluation split of ``data.benchmark`` (same list on every rank)."""
-    splits = eval_splits(data.benchmark, config)
+    """Metrics of every evaluation split of ``data.benchmark``, and of the validation splits a
+    training run holds out (``data.val_fraction``), the same list on every rank."""
+    splits = eval_splits(data.benchmark, config) + list(getattr(data, "val_splits", []))
     embedder = Embedder(model, config, model.data_config, dist)
     evaluation = config["eval"]
     max_queries = evaluation.get("max_queries")

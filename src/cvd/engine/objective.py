@@ -33,7 +33,10 @@ import torch
 from torch import nn
 
 from cvd.baselines.base import LossContext
-from cvd.losses import DEFAULT_LAMBDAS, independence_loss, info_nce, reconstruction_loss
+from cvd.losses import independence_loss, info_nce, reconstruction_loss
+from cvd.losses.independence import RunningCorrelation, pool_factor, sw2_from_correlation
+from cvd.losses.reconstruction import target_variance
+from cvd.models.model import resolve_cvd_config
 
 
 def resolve_loc_mode(mode: str, contrastive: bool) -> str:
@@ -58,12 +61,27 @@ class TrainingObjective(nn.Module):
         self.criterion = criterion
         self.cvd_enabled = bool(cvd_config.get("enabled", False))
         self.loc_mode = resolve_loc_mode(str(cvd_config.get("loc", "auto")), contrastive)
-        lambdas = cvd_config.get("lambda", DEFAULT_LAMBDAS)
-        self.lambda_iic, self.lambda_irc, self.lambda_loc = (float(v) for v in lambdas)
-        self.tau = float(cvd_config.get("tau", 0.05))
-        self.use_iic = bool(cvd_config.get("independence", True))
-        self.use_irc = bool(cvd_config.get("reconstruction", True))
-        self.n_projections = int(cvd_config.get("n_projections", 128))
+        resolved = resolve_cvd_config(cvd_config)
+        self.lambda_iic, self.lambda_irc, self.lambda_loc = resolved["lambda"]
+        self.tau = float(resolved["tau"])
+        self.use_iic = bool(resolved["independence"])
+        self.use_irc = bool(resolved["reconstruction"])
+        self.n_projections = int(resolved["n_projections"])
+        self.iic_estimator = str(resolved["iic_estimator"])
+        self.relative_irc = resolved["recon_target"] != "image"
+        cvd = getattr(model, "cvd", None)
+        self.running_correlation = (
+            nn.ModuleDict(
+                {
+                    branch: RunningCorrelation(
+                        cvd.content_channels, cvd.viewpoint_channels, resolved["iic_momentum"]
+                    )
+                    for branch in ("query", "satellite")
+                }
+            )
+            if self.cvd_enabled and self.use_iic and self.iic_estimator == "channel_pairs" and cvd is not None
+            else None
+        )
 
     def forward(self, batch: Mapping[str, Any], context: LossContext) -> dict[str, torch.Tensor]:
         outputs = self.model(query=batch["query"], satellite=batch["satellite"])
@@ -76,12 +94,15 @@ class TrainingObjective(nn.Module):
         total = self._loc_total(baseline_total, outputs, batch, context, terms)
         if self.use_iic:
             for branch in ("query", "satellite"):
-                terms[f"iic_{branch}"] = self._independence(outputs[branch], context)
+                terms[f"iic_{branch}"] = self._independence(outputs[branch], context, branch)
             total = total + self.lambda_iic * 0.5 * (terms["iic_query"] + terms["iic_satellite"])
         if self.use_irc:
             for branch in ("query", "satellite"):
+                target = outputs["reconstruction_target"][branch]
+                # the variance of the global batch, so that N processes compute what one would
+                normaliser = target_variance(context.gather(target)) if self.relative_irc else None
                 terms[f"irc_{branch}"] = reconstruction_loss(
-                    outputs["reconstruction"][branch], outputs["reconstruction_target"][branch]
+                    outputs["reconstruction"][branch], target, normaliser
                 )
             total = total + self.lambda_irc * 0.5 * (terms["irc_query"] + terms["irc_satellite"])
         terms["total"] = total
@@ -111,15 +132,20 @@ class TrainingObjective(nn.Module):
         terms["loc"] = loc
         return baseline_total + self.lambda_loc * loc
 
-    def _independence(self, branch_outputs: Mapping[str, Any], context: LossContext) -> torch.Tensor:
+    def _independence(
+        self, branch_outputs: Mapping[str, Any], context: LossContext, branch: str
+    ) -> torch.Tensor:
         # Pool before gathering: the loss works on one vector per image, and gathering whole
         # feature maps would cost memory for nothing.
-        content = context.gather(_pool(branch_outputs["zc"]))
-        viewpoint = context.gather(_pool(branch_outputs["zv"]))
+        content = context.gather(pool_factor(branch_outputs["zc"]))
+        viewpoint = context.gather(pool_factor(branch_outputs["zv"]))
+        if self.running_correlation is not None:
+            # every rank sees the same gathered batch, so the running estimates stay equal
+            return sw2_from_correlation(self.running_correlation[branch](content, viewpoint))
         return independence_loss(
-            content, viewpoint, n_projections=self.n_projections, generator=context.generator
+            content,
+            viewpoint,
+            n_projections=self.n_projections,
+            generator=context.generator,
+            estimator=self.iic_estimator,
         )
-
-
-def _pool(feature_map: torch.Tensor) -> torch.Tensor:
-    return feature_map.float().mean(dim=(2, 3)) if feature_map.ndim == 4 else feature_map.float()

@@ -15,43 +15,71 @@ from torch import nn
 
 from cvd.errors import ConfigError
 
+PARTS = ("head", "encoder", "cvd")  # the logged lr is the first group's: the head's
+
+
+def _part(name: str) -> str:
+    if ".backbone" in f".{name}" or name.startswith("backbone"):
+        return "encoder"
+    if ".cvd." in f".{name}":
+        return "cvd"
+    return "head"
+
 
 def parameter_groups(
-    module: nn.Module, weight_decay: float, lr: float, backbone_lr_scale: float
+    module: nn.Module,
+    weight_decay: float,
+    lr: float,
+    backbone_lr_scale: float,
+    cvd_lr_scale: float = 1.0,
+    cvd_weight_decay_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Split parameters into (encoder | rest) x (decay | no decay).
+    """Split parameters into (encoder | CVD module | rest) x (decay | no decay).
 
     Pretrained encoders are often tuned with a smaller learning rate (LPN, MCCG, FSRA: 0.1-0.3x);
-    biases, norm weights and scalars (e.g. a learnable logit scale) get no weight decay, as in
-    Sample4Geo's recipe.
+    the CVD module (split and decoders) has its own factors (``cvd.lr_scale``,
+    ``cvd.weight_decay_scale``); biases, norm weights and scalars (e.g. a learnable logit scale)
+    get no weight decay, as in Sample4Geo's recipe.
     """
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, parameter in module.named_parameters():
         if not parameter.requires_grad:
             continue
-        is_encoder = ".backbone" in f".{name}" or name.startswith("backbone")
-        no_decay = parameter.ndim <= 1
-        groups.setdefault((is_encoder, no_decay), []).append(parameter)
+        groups.setdefault((_part(name), parameter.ndim <= 1), []).append(parameter)
+    lr_scales = {"encoder": backbone_lr_scale, "cvd": cvd_lr_scale, "head": 1.0}
+    decay_scales = {"encoder": 1.0, "cvd": cvd_weight_decay_scale, "head": 1.0}
     result = []
-    for (is_encoder, no_decay), params in sorted(groups.items()):
-        scale = backbone_lr_scale if is_encoder else 1.0
+    for (part, no_decay), params in sorted(
+        groups.items(), key=lambda item: (PARTS.index(item[0][0]), item[0][1])
+    ):
+        scale = lr_scales[part]
         result.append(
             {
                 "params": params,
                 "lr": lr * scale,
                 "initial_lr": lr * scale,
-                "weight_decay": 0.0 if no_decay else weight_decay,
-                "group": ("encoder" if is_encoder else "head") + ("/no_decay" if no_decay else ""),
+                "weight_decay": 0.0 if no_decay else weight_decay * decay_scales[part],
+                "group": part + ("/no_decay" if no_decay else ""),
             }
         )
     return result
 
 
-def build_optimizer(module: nn.Module, optim_config: Mapping[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(
+    module: nn.Module, optim_config: Mapping[str, Any], cvd_config: Mapping[str, Any] | None = None
+) -> torch.optim.Optimizer:
     """AdamW or SGD over :func:`parameter_groups`."""
     lr = float(optim_config["lr"])
+    cvd_config = cvd_config or {}
     groups = parameter_groups(
-        module, float(optim_config["weight_decay"]), lr, float(optim_config["backbone_lr_scale"])
+        module,
+        float(optim_config["weight_decay"]),
+        lr,
+        float(optim_config["backbone_lr_scale"]),
+        cvd_lr_scale=float(cvd_config.get("lr_scale") or 1.0),
+        cvd_weight_decay_scale=float(
+            1.0 if cvd_config.get("weight_decay_scale") is None else cvd_config["weight_decay_scale"]
+        ),
     )
     name = optim_config["name"]
     if name == "adamw":

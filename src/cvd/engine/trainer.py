@@ -163,7 +163,7 @@ class Trainer:
         max_steps = config["schedule"].get("max_steps")
         self.total_steps = min(total, int(max_steps)) if max_steps else total
         self.epochs = epochs
-        self.optimizer = build_optimizer(self.objective, config["optim"])
+        self.optimizer = build_optimizer(self.objective, config["optim"], config["cvd"])
         self.scheduler = build_scheduler(
             self.optimizer, config["schedule"], self.steps_per_epoch, self.total_steps
         )

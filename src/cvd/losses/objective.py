@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from cvd.losses.independence import independence_loss
-from cvd.losses.reconstruction import reconstruction_loss
+from cvd.losses.reconstruction import reconstruction_loss, target_variance
 
 DEFAULT_LAMBDAS = (10.0, 0.2, 1.0)
 
@@ -63,13 +63,20 @@ def cvd_losses(
     losses = {"iic_query": zero, "iic_satellite": zero, "irc_query": zero, "irc_satellite": zero}
     if cvd_config.get("independence", True):
         n_projections = int(cvd_config.get("n_projections", 128))
+        estimator = str(cvd_config.get("iic_estimator") or "paper")
         for branch in ("query", "satellite"):
             losses[f"iic_{branch}"] = independence_loss(
-                outputs[branch]["zc"], outputs[branch]["zv"], n_projections=n_projections, generator=generator
+                outputs[branch]["zc"],
+                outputs[branch]["zv"],
+                n_projections=n_projections,
+                generator=generator,
+                estimator=estimator,
             )
     if cvd_config.get("reconstruction", True):
+        relative = cvd_config.get("recon_target") in ("feature", "pooled_feature")
         for branch in ("query", "satellite"):
+            target = outputs["reconstruction_target"][branch]
             losses[f"irc_{branch}"] = reconstruction_loss(
-                outputs["reconstruction"][branch], outputs["reconstruction_target"][branch]
+                outputs["reconstruction"][branch], target, target_variance(target) if relative else None
             )
     return losses

@@ -56,6 +56,101 @@ class SplitProjection(nn.Conv2d):
 
 
 SPLIT_INITS = ("default", "rotation")
+SPLITS = ("conv", "complement")
+RECONSTRUCTION_TARGETS = ("image", "feature", "pooled_feature")
+
+
+class ComplementSplit(nn.Module):
+    """Viewpoint = the coordinates of z in a learned k-dim subspace; content = the rest of z.
+
+    With Q an orthonormal basis (d x k) of the subspace spanned by ``basis``, at every position
+    zv = Q^T z and zc = z - Q Q^T z, so [zc, zv] loses nothing of z and the two factors live in
+    orthogonal subspaces. At initialisation content is z minus a random k-dim subspace (k << d),
+    so retrieval starts where the baseline does instead of behind a random d x d/2 projection;
+    the split has d*k parameters instead of 2 * 9 * d * d/2 (see docs/cvd_module.md).
+    Linear, so the pooled content of a global-mean head is computed on the pooled map.
+    """
+
+    def __init__(self, channels: int, viewpoint_channels: int) -> None:
+        super().__init__()
+        if not 1 <= viewpoint_channels < channels:
+            raise ValueError(
+                f"viewpoint_channels must lie in [1, {channels}) for a {channels}-channel map, "
+                f"got {viewpoint_channels}"
+            )
+        self.in_channels = channels
+        self.out_channels = channels
+        self.viewpoint_channels = viewpoint_channels
+        self.basis = nn.Parameter(nn.init.orthogonal_(torch.empty(channels, viewpoint_channels)))
+
+    def orthonormal_basis(self) -> torch.Tensor:
+        """Q (d, k): orthonormal columns spanning ``basis`` (at least float32: QR has no half kernels)."""
+        basis = self.basis if self.basis.dtype in (torch.float32, torch.float64) else self.basis.float()
+        return torch.linalg.qr(basis).Q
+
+    @staticmethod
+    def coordinates(z: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """Q^T z at every position: (B, k, h, w), or (B, k) for vectors (B, d)."""
+        return z @ basis if z.ndim == 2 else torch.einsum("bchw,ck->bkhw", z, basis)
+
+    @staticmethod
+    def remove_subspace(z: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """z - Q Q^T z at every position."""
+        coordinates = ComplementSplit.coordinates(z, basis)
+        if z.ndim == 2:
+            return z - coordinates @ basis.T
+        return z - torch.einsum("bkhw,ck->bchw", coordinates, basis)
+
+    def viewpoint(self, z: torch.Tensor) -> torch.Tensor:
+        """zv = Q^T z."""
+        return self.coordinates(z, self.orthonormal_basis().to(z.dtype))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """zc = z - Q Q^T z (the content map, or content vectors for (B, d) input)."""
+        return self.remove_subspace(z, self.orthonormal_basis().to(z.dtype))
+
+    def global_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean over positions of the content map, (B, d): the projection commutes with the mean."""
+        return self(z.mean(dim=(2, 3)))
+
+
+class BranchContent(nn.Module):
+    """f_c of one branch as one module: the branch's view mean removed (when CVD centres), then the
+    content projection. What retrieval and export run; ``global_mean`` keeps the pooled shortcut."""
+
+    def __init__(self, projection: SplitProjection | ComplementSplit, mean: torch.Tensor | None) -> None:
+        super().__init__()
+        self.projection = projection
+        self.centred = mean is not None
+        if mean is not None:
+            self.register_buffer("mean", mean, persistent=False)
+        if isinstance(projection, ComplementSplit):
+            # Q computed once here: retrieval and ONNX export then need no QR (ONNX has none)
+            self.register_buffer("basis", projection.orthonormal_basis().detach(), persistent=False)
+
+    def _centre(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.centred:
+            return z
+        mean = self.mean.to(z.dtype)
+        return z - (mean[None, :, None, None] if z.ndim == 4 else mean[None])
+
+    @property
+    def conv(self) -> nn.Conv2d | None:
+        """The plain conv when that is all this is (no centring, conv split): part heads that pool
+        linearly apply it to pooled windows instead of the whole map."""
+        return self.projection if isinstance(self.projection, nn.Conv2d) and not self.centred else None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = self._centre(z)
+        if isinstance(self.projection, ComplementSplit):
+            return ComplementSplit.remove_subspace(z, self.basis.to(z.dtype))
+        return self.projection(z)
+
+    def global_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean over positions of the content map, (B, C_out), via the projection's own shortcut."""
+        if isinstance(self.projection, ComplementSplit):
+            return self(z.mean(dim=(2, 3)))
+        return self.projection.global_mean(self._centre(z))
 
 
 def reconstruction_size(image_size: tuple[int, int], short_side: int) -> tuple[int, int]:
@@ -67,6 +162,18 @@ def reconstruction_size(image_size: tuple[int, int], short_side: int) -> tuple[i
     height, width = int(image_size[0]), int(image_size[1])
     scale = short_side / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _global_mean(local_mean: torch.Tensor) -> torch.Tensor:
+    """The mean over every process's batch (equal batch sizes, as the engine ensures), with
+    gradient, so that centring on N processes equals centring on one (unlike BatchNorm's)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local_mean
+    from torch.distributed.nn.functional import all_reduce
+
+    return all_reduce(local_mean) / dist.get_world_size()
 
 
 def _group_norm(channels: int) -> nn.GroupNorm:
@@ -128,13 +235,94 @@ class Decoder(nn.Module):
         return image
 
 
+class FeatureDecoder(nn.Module):
+    """D^u at the feature level: the own view's (detached) backbone map from the other view's
+    content map and the own view's pooled viewpoint vector.
+
+    The viewpoint enters as one vector broadcast over the grid, so the layout and the scene can
+    only come from the content: a decoder that ignored the content would be left with a
+    per-image constant (the swap test of ``cvd analyze`` checks this). 1x1 fuse, one 3x3 conv,
+    1x1 to the backbone's width; GroupNorm for the reason given in :class:`Decoder`.
+    """
+
+    def __init__(
+        self, content_channels: int, viewpoint_channels: int, out_channels: int, width: int = 256
+    ) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(content_channels + viewpoint_channels, width, 1, bias=False),
+            _group_norm(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1, bias=False),
+            _group_norm(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, out_channels, 1),
+        )
+
+    def forward(self, zc_other: torch.Tensor, zv_own: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(zc_other.shape[-2:]) != tuple(size):
+            zc_other = F.interpolate(zc_other, size=size, mode="bilinear", align_corners=False)
+        viewpoint = zv_own.mean(dim=(2, 3)) if zv_own.ndim == 4 else zv_own
+        viewpoint = viewpoint[:, :, None, None].expand(-1, -1, *size)
+        return self.net(torch.cat([zc_other, viewpoint.to(zc_other.dtype)], dim=1))
+
+
+class PooledFeatureDecoder(nn.Module):
+    """D^u on pooled vectors: the own view's (detached) pooled backbone feature GAP(z) from the
+    other view's pooled content and the own view's pooled viewpoint.
+
+    ``width=0`` makes it affine, D(c, v) = A c + B v + b: then the best viewpoint subspace of a
+    :class:`ComplementSplit` is the principal subspace of what the other view's content cannot
+    predict of this view (the cross-view residual), which is what the split removes from the
+    retrieval embedding. ``width > 0`` is a two-layer MLP of that hidden width.
+    """
+
+    def __init__(
+        self,
+        content_channels: int,
+        viewpoint_channels: int,
+        out_channels: int,
+        width: int = 256,
+        zero_init: bool = False,
+    ) -> None:
+        super().__init__()
+        inputs = content_channels + viewpoint_channels
+        if width == 0:
+            self.net: nn.Module = nn.Linear(inputs, out_channels)
+        else:
+            self.net = nn.Sequential(
+                nn.Linear(inputs, width), nn.LayerNorm(width), nn.GELU(), nn.Linear(width, out_channels)
+            )
+        if zero_init:
+            # start from predicting nothing (then the mean, through the bias): a d x d map fitted
+            # on a few hundred images in a few hundred steps otherwise keeps much of its random
+            # start, and on held-out images does worse than the mean
+            last = self.net if isinstance(self.net, nn.Linear) else self.net[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def forward(
+        self, zc_other: torch.Tensor, zv_own: torch.Tensor, size: tuple[int, ...] = ()
+    ) -> torch.Tensor:
+        content = zc_other.mean(dim=(2, 3)) if zc_other.ndim == 4 else zc_other
+        viewpoint = zv_own.mean(dim=(2, 3)) if zv_own.ndim == 4 else zv_own
+        return self.net(torch.cat([content, viewpoint.to(content.dtype)], dim=1))
+
+
 class CVD(nn.Module):
     """Content-Viewpoint Disentanglement over a backbone's feature map (B, d, h, w).
 
-    Content zc has round(alpha * d) channels and viewpoint zv the remaining d - round(alpha * d);
-    `squeeze=False` is the paper's "no squeeze" variant where both keep d channels.
-    `separate_branches=True` gives each branch its own split convs (for models whose two
-    encoders do not share weights); the decoders are always one per branch (D^q, D^s).
+    ``split="conv"`` is the paper's module: two parallel k x k convs; content zc has
+    round(alpha * d) channels and viewpoint zv the remaining d - round(alpha * d) (`squeeze=False`
+    is the paper's "no squeeze" variant where both keep d channels). ``split="complement"`` is
+    :class:`ComplementSplit`: zv = the ``viewpoint_channels`` coordinates of z in a learned
+    subspace, zc = z without them (d channels).
+    ``reconstruct="image"`` is eq. 4 as published (:class:`Decoder` to the downsampled image);
+    ``"feature"`` rebuilds the own view's detached backbone map from the other view's content and
+    the own pooled viewpoint (:class:`FeatureDecoder`), ``"pooled_feature"`` its pooled vector
+    GAP(z) from pooled factors (:class:`PooledFeatureDecoder`).
+    `separate_branches=True` gives each branch its own split (for models whose two encoders do
+    not share weights); the decoders are always one per branch (D^q, D^s).
     `viewpoint=False` / `decoders=False` leave out modules the enabled losses would not train
     (an unused parameter breaks DDP), e.g. for the "w/o constraints" ablation.
     """
@@ -152,44 +340,92 @@ class CVD(nn.Module):
         viewpoint: bool = True,
         decoders: bool = True,
         init: str = "default",
+        split: str = "conv",
+        viewpoint_channels: int = 64,
+        reconstruct: str = "image",
+        centre: bool = False,
+        centre_momentum: float = 0.1,
+        detach_backbone: bool = False,
+        decoder_zero_init: bool = False,
     ) -> None:
         super().__init__()
         if init not in SPLIT_INITS:
             raise ValueError(f"init must be one of {SPLIT_INITS}, got '{init}'")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
+        if reconstruct not in RECONSTRUCTION_TARGETS:
+            raise ValueError(f"reconstruct must be one of {RECONSTRUCTION_TARGETS}, got '{reconstruct}'")
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-        self.content_channels = round(alpha * in_channels) if squeeze else in_channels
-        self.viewpoint_channels = in_channels - self.content_channels if squeeze else in_channels
+        self.split_kind = split
+        self.reconstruct_kind = reconstruct
+        self.in_channels = in_channels
+        if split == "complement":
+            # at most a quarter of z: a viewpoint subspace must leave the content most of the map
+            # (only tiny test backbones, d < 256, reach this bound with the default 64)
+            self.content_channels = in_channels
+            self.viewpoint_channels = max(1, min(int(viewpoint_channels), in_channels // 4))
+        else:
+            self.content_channels = round(alpha * in_channels) if squeeze else in_channels
+            self.viewpoint_channels = in_channels - self.content_channels if squeeze else in_channels
         if self.content_channels < 1 or self.viewpoint_channels < 1:
             raise ValueError(f"alpha={alpha} leaves no channels for a factor of a {in_channels}-channel map")
         self.recon_size = recon_size
+        self.decoder_zero_init = bool(decoder_zero_init)
         keys = BRANCHES if separate_branches else ("shared",)
         self.separate_branches = separate_branches
-        self.content_convs = nn.ModuleDict(
-            {key: SplitProjection(in_channels, self.content_channels, kernel_size) for key in keys}
-        )
-        self.viewpoint_convs = (
-            nn.ModuleDict(
-                {key: SplitProjection(in_channels, self.viewpoint_channels, kernel_size) for key in keys}
+        if split == "complement":
+            # one module gives both factors; it is trained by retrieval alone if no constraint is on
+            self.content_convs = nn.ModuleDict(
+                {key: ComplementSplit(in_channels, self.viewpoint_channels) for key in keys}
             )
-            if viewpoint or decoders
-            else None
-        )
+            self.viewpoint_convs = None
+        else:
+            self.content_convs = nn.ModuleDict(
+                {key: SplitProjection(in_channels, self.content_channels, kernel_size) for key in keys}
+            )
+            self.viewpoint_convs = (
+                nn.ModuleDict(
+                    {key: SplitProjection(in_channels, self.viewpoint_channels, kernel_size) for key in keys}
+                )
+                if viewpoint or decoders
+                else None
+            )
+        self.has_viewpoint = split == "complement" or self.viewpoint_convs is not None
+        # Per-branch mean of the pooled map: the part of z that every image of a view shares, the
+        # plainest viewpoint attribute there is. Removed before the split (batch mean in training,
+        # running mean at inference, as BatchNorm does), so content carries no view offset.
+        self.centre = bool(centre)
+        self.centre_momentum = float(centre_momentum)
+        # True: the constraints (eq. 3-5) shape the CVD module only; the backbone learns from
+        # retrieval alone (the split it feeds is still trained by both)
+        self.detach_backbone = bool(detach_backbone)
+        if self.centre:
+            self.register_buffer("view_means", torch.zeros(len(BRANCHES), in_channels))
+            self.register_buffer("view_mean_updates", torch.zeros(len(BRANCHES), dtype=torch.long))
         self.decoders = (
-            nn.ModuleDict(
-                {
-                    branch: Decoder(
-                        self.content_channels, self.viewpoint_channels, decoder_channels, decoder_stages
-                    )
-                    for branch in BRANCHES
-                }
-            )
+            nn.ModuleDict({branch: self._decoder(decoder_channels, decoder_stages) for branch in BRANCHES})
             if decoders
             else None
         )
 
         if init == "rotation":
+            if split != "conv":
+                raise ValueError("init 'rotation' applies to the conv split only")
             self._init_as_rotation()
+
+    def _decoder(self, width: int, stages: int) -> nn.Module:
+        if self.reconstruct_kind == "pooled_feature":
+            return PooledFeatureDecoder(
+                self.content_channels,
+                self.viewpoint_channels,
+                self.in_channels,
+                width,
+                self.decoder_zero_init,
+            )
+        if self.reconstruct_kind == "feature":
+            return FeatureDecoder(self.content_channels, self.viewpoint_channels, self.in_channels, width)
+        return Decoder(self.content_channels, self.viewpoint_channels, width, stages)
 
     @torch.no_grad()
     def _init_as_rotation(self) -> None:
@@ -226,18 +462,48 @@ class CVD(nn.Module):
             raise ValueError(f"branch must be one of {BRANCHES}, got '{branch}'")
         return branch if self.separate_branches else "shared"
 
-    def content_projection(self, branch: str = "query") -> SplitProjection:
-        """f_c of `branch`: the only CVD module retrieval needs."""
-        return self.content_convs[self._key(branch)]
+    def content_projection(self, branch: str = "query") -> BranchContent:
+        """f_c of `branch` (its centring included): the only CVD module retrieval needs."""
+        mean = self.view_means[BRANCHES.index(branch)] if self.centre else None
+        return BranchContent(self.content_convs[self._key(branch)], mean)
+
+    def centred(self, z: torch.Tensor, branch: str, update: bool = True) -> torch.Tensor:
+        """z minus its view's mean: the batch's in training (running mean updated unless ``update``
+        is false), else the running mean."""
+        if not self.centre:
+            return z
+        index = BRANCHES.index(branch)
+        if self.training and not update:
+            mean = _global_mean(z.float().mean(dim=(0, 2, 3)))
+        elif self.training:
+            mean = _global_mean(z.float().mean(dim=(0, 2, 3)))
+            with torch.no_grad():
+                first = self.view_mean_updates[index] == 0
+                momentum = 1.0 if bool(first) else self.centre_momentum
+                self.view_means[index].lerp_(mean.detach(), momentum)
+                self.view_mean_updates[index] += 1
+        else:
+            mean = self.view_means[index]
+        return z - mean.to(z.dtype)[None, :, None, None]
 
     def content(self, z: torch.Tensor, branch: str = "query") -> torch.Tensor:
         """Content map zc, the retrieval representation."""
-        return self.content_projection(branch)(z)
+        return self.content_convs[self._key(branch)](self.centred(z, branch))
 
-    def split(self, z: torch.Tensor, branch: str = "query") -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(zc, zv); zv is None when the model was built without a viewpoint conv."""
-        zv = self.viewpoint_convs[self._key(branch)](z) if self.viewpoint_convs is not None else None
-        return self.content(z, branch), zv
+    def split(
+        self, z: torch.Tensor, branch: str = "query", update_mean: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(zc, zv); zv is None when the model was built without a viewpoint conv.
+
+        ``update_mean=False`` leaves the running view mean alone (a second split of the same batch).
+        """
+        key = self._key(branch)
+        z = self.centred(z, branch, update_mean)
+        if self.split_kind == "complement":
+            module = self.content_convs[key]
+            return module(z), module.viewpoint(z)
+        zv = self.viewpoint_convs[key](z) if self.viewpoint_convs is not None else None
+        return self.content_convs[key](z), zv
 
     def reconstruct(
         self,
@@ -246,7 +512,8 @@ class CVD(nn.Module):
         branch: str,
         size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Eq. 4: image of `branch` from the other view's content and `branch`'s own viewpoint.
+        """Eq. 4: image of `branch` from the other view's content and `branch`'s own viewpoint
+        (with ``reconstruct="feature"``: `branch`'s backbone map, `size` = its grid).
 
         `size` defaults to `recon_size` on the short side with the aspect of zv's grid.
         """

@@ -17,25 +17,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvd.config import apply_cvd_variant
 from cvd.errors import ConfigError
-from cvd.losses.objective import DEFAULT_LAMBDAS
+from cvd.losses.independence import ESTIMATORS
 from cvd.models.backbones import Backbone
-from cvd.models.cvd import BRANCHES, CVD, SPLIT_INITS, SplitProjection, reconstruction_size
+from cvd.models.cvd import (
+    BRANCHES,
+    CVD,
+    RECONSTRUCTION_TARGETS,
+    SPLIT_INITS,
+    SPLITS,
+    BranchContent,
+    reconstruction_size,
+)
 from cvd.models.heads import HEADS, build_head
 
+# Defaults of the keys no variant sets (cvd_variants.yaml sets the rest).
 CVD_DEFAULTS: dict[str, Any] = {
     "enabled": False,
-    "alpha": 0.5,
-    "squeeze": True,
+    "variant": "toolkit",
     "recon_size": 32,
-    "decoder_channels": 64,
     "independence": True,
     "reconstruction": True,
     "n_projections": 128,
-    "lambda": list(DEFAULT_LAMBDAS),
     "tau": 0.05,
-    "kernel_size": 3,
-    "init": "default",
 }
 
 
@@ -44,14 +49,19 @@ def branch_of(view: str) -> str:
     return "satellite" if view == "satellite" else "query"
 
 
+def _choice(resolved: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+    if resolved[key] not in allowed:
+        raise ConfigError(f"cvd.{key}: must be one of {list(allowed)}, got {resolved[key]!r}")
+
+
 def resolve_cvd_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The `cvd` config section with defaults filled in and the model's values checked.
+    """The `cvd` section with defaults and the variant's values filled in, the model's values checked.
 
     Keys this module does not read (e.g. the engine's `loc`) are kept as they are: the config
     system, not the model builder, owns the list of allowed keys.
     """
-    section = dict(section or {})
-    resolved = {**copy.deepcopy(CVD_DEFAULTS), **section}
+    section = {key: value for key, value in dict(section or {}).items() if value is not None}
+    resolved = apply_cvd_variant({**copy.deepcopy(CVD_DEFAULTS), **section})
     if not isinstance(resolved["alpha"], int | float) or not 0.0 < resolved["alpha"] < 1.0:
         raise ConfigError(f"cvd.alpha: must be a number in (0, 1), got {resolved['alpha']!r}")
     lambdas = resolved["lambda"]
@@ -62,14 +72,35 @@ def resolve_cvd_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
         raise ConfigError(
             f"cvd.kernel_size: must be 1, 3, 5 or 7 (paper: 3), got {resolved['kernel_size']!r}"
         )
-    if resolved["init"] not in SPLIT_INITS:
-        raise ConfigError(f"cvd.init: must be one of {list(SPLIT_INITS)}, got {resolved['init']!r}")
-    for key in ("recon_size", "decoder_channels", "n_projections"):
+    _choice(resolved, "init", SPLIT_INITS)
+    _choice(resolved, "split", SPLITS)
+    _choice(resolved, "recon_target", RECONSTRUCTION_TARGETS)
+    _choice(resolved, "iic_estimator", ESTIMATORS)
+    _choice(resolved, "decoder_init", ("default", "zero"))
+    if resolved["init"] == "rotation" and resolved["split"] != "conv":
+        raise ConfigError("cvd.init: 'rotation' applies to cvd.split=conv only")
+    for key in ("recon_size", "decoder_channels", "n_projections", "viewpoint_channels"):
         value = resolved[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"cvd.{key}: must be a positive integer, got {value!r}")
-    if not isinstance(resolved["tau"], int | float) or resolved["tau"] <= 0:
-        raise ConfigError(f"cvd.tau: must be a positive number, got {resolved['tau']!r}")
+        # decoder_channels 0 = an affine pooled decoder (recon_target: pooled_feature only)
+        least = 0 if key == "decoder_channels" and resolved["recon_target"] == "pooled_feature" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"cvd.{key}: must be an integer >= {least}, got {value!r}")
+    momentum = resolved["iic_momentum"]
+    if not isinstance(momentum, int | float) or isinstance(momentum, bool) or not 0 < momentum <= 1:
+        raise ConfigError(f"cvd.iic_momentum: must be a number in (0, 1], got {momentum!r}")
+    for key in ("tau", "lr_scale"):
+        if (
+            not isinstance(resolved[key], int | float)
+            or isinstance(resolved[key], bool)
+            or resolved[key] <= 0
+        ):
+            raise ConfigError(f"cvd.{key}: must be a positive number, got {resolved[key]!r}")
+    for key in ("centre", "detach_backbone"):
+        if not isinstance(resolved[key], bool):
+            raise ConfigError(f"cvd.{key}: must be true or false, got {resolved[key]!r}")
+    scale = resolved["weight_decay_scale"]
+    if not isinstance(scale, int | float) or isinstance(scale, bool) or scale < 0:
+        raise ConfigError(f"cvd.weight_decay_scale: must be a number >= 0, got {scale!r}")
     return resolved
 
 
@@ -81,7 +112,7 @@ class BranchEmbedder(nn.Module):
     evaluated on pooled windows (exactly equal, much cheaper; see SplitProjection.global_mean).
     """
 
-    def __init__(self, backbone: Backbone, content: SplitProjection | None, head: nn.Module) -> None:
+    def __init__(self, backbone: Backbone, content: BranchContent | None, head: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
         self.content = content
@@ -161,8 +192,8 @@ class RetrievalModel(nn.Module):
         return {
             "embedding": F.normalize(head_output["embedding"], dim=-1),
             "head": head_output,
-            "zc": zc,
-            "zv": zv,
+            "features": features,
+            **constraint_factors(self.cvd, features, branch, zc, zv),
         }
 
     def forward(
@@ -178,12 +209,9 @@ class RetrievalModel(nn.Module):
         if self.reconstructs and query is not None and satellite is not None:
             reconstruction, target = {}, {}
             for branch, other in (("query", "satellite"), ("satellite", "query")):
-                size = reconstruction_size(tuple(images[branch].shape[-2:]), self.cvd.recon_size)
+                target[branch] = reconstruction_target(self.cvd, images[branch], outputs[branch], branch)
                 reconstruction[branch] = self.cvd.reconstruct(
-                    outputs[other]["zc"], outputs[branch]["zv"], branch, size
-                )
-                target[branch] = F.interpolate(
-                    images[branch].detach(), size=size, mode="bilinear", antialias=True, align_corners=False
+                    outputs[other]["zc"], outputs[branch]["zv"], branch, tuple(target[branch].shape[-2:])
                 )
             outputs["reconstruction"] = reconstruction
             outputs["reconstruction_target"] = target
@@ -197,6 +225,35 @@ class RetrievalModel(nn.Module):
             "cvd": list(self.cvd.parameters()) if self.cvd is not None else [],
         }
         return parts
+
+
+def constraint_factors(
+    cvd: CVD | None, features: torch.Tensor, branch: str, zc: torch.Tensor, zv: torch.Tensor | None
+) -> dict[str, torch.Tensor | None]:
+    """The "zc" / "zv" the CVD losses see: the retrieval split's own, or, with
+    ``cvd.detach_backbone``, the same split of the detached map (the constraints' gradients then
+    stop at the CVD module)."""
+    if cvd is None or not cvd.detach_backbone:
+        return {"zc": zc, "zv": zv}
+    zc_detached, zv_detached = cvd.split(features.detach(), branch, update_mean=False)
+    return {"zc": zc_detached, "zv": zv_detached}
+
+
+def reconstruction_target(
+    cvd: CVD, images: torch.Tensor, branch_outputs: Mapping[str, Any], branch: str = "query"
+) -> torch.Tensor:
+    """What D^u rebuilds for one branch, never a source of gradient: the images resized to the
+    reconstruction size (paper), the branch's own backbone map (``feature``) or its pooled vector
+    (``pooled_feature``), both with the view mean removed when CVD centres (so that predicting the
+    mean is predicting 0, where an affine decoder starts)."""
+    if cvd.reconstruct_kind in ("feature", "pooled_feature"):
+        features = branch_outputs["features"].detach()
+        if cvd.centre:
+            with torch.no_grad():
+                features = cvd.centred(features, branch, update=False)
+        return features if cvd.reconstruct_kind == "feature" else features.mean(dim=(2, 3))
+    size = reconstruction_size(tuple(images.shape[-2:]), cvd.recon_size)
+    return F.interpolate(images.detach(), size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def _section(mapping: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
@@ -268,6 +325,12 @@ def build_retrieval_model(config: Mapping[str, Any]) -> RetrievalModel:
             separate_branches=not share_weights,
             viewpoint=bool(cvd_config["independence"]) or bool(cvd_config["reconstruction"]),
             decoders=bool(cvd_config["reconstruction"]),
+            split=cvd_config["split"],
+            viewpoint_channels=cvd_config["viewpoint_channels"],
+            reconstruct=cvd_config["recon_target"],
+            centre=bool(cvd_config["centre"]),
+            detach_backbone=bool(cvd_config["detach_backbone"]),
+            decoder_zero_init=cvd_config["decoder_init"] == "zero",
         )
         in_channels = cvd.content_channels
     heads = {key: build_head(head_name, in_channels, **head_kwargs) for key in keys}

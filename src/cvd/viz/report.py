@@ -49,14 +49,21 @@ def write_report(
     results: Mapping[str, Sequence[Mapping[str, Any]]],
     figures: Mapping[str, Path],
     notes: Sequence[str] = (),
+    tables: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``summary.md``, ``index.html`` and ``metrics.json`` in ``out``; returns the HTML path."""
+    """Write ``summary.md``, ``index.html`` and ``metrics.json`` in ``out``; returns the HTML path.
+
+    ``tables``: extra sections, caption -> a markdown table (shown as preformatted text in HTML).
+    """
     out.mkdir(parents=True, exist_ok=True)
+    tables = tables or {}
     rows = metrics_table(results)
     atomic_write_text(out / "metrics.json", json.dumps(rows, indent=2))
     summaries = [result.get("summary", "") for run in results.values() for result in run]
     markdown = [f"# {title}", "", intro, "", "## Metrics", "", markdown_table(rows), ""]
     markdown += ["Protocol lines:", "", *[f"- `{line}`" for line in summaries if line], ""]
+    for caption, table in tables.items():
+        markdown += [f"## {caption}", "", table, ""]
     for caption, path in figures.items():
         markdown += [f"## {caption}", "", f"![{caption}]({path.relative_to(out).as_posix()})", ""]
     if notes:
@@ -73,13 +80,16 @@ def write_report(
         for caption, path in figures.items()
     )
     notes_html = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    tables_html = "".join(
+        f"<h2>{html.escape(caption)}</h2><pre>{html.escape(table)}</pre>" for caption, table in tables.items()
+    )
     page = f"""<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>
 <h2>Metrics</h2><table><tr>{"".join(f"<th>{h}</th>" for h in header)}</tr>{table}</table>
 <ul>{"".join(f"<li><code>{html.escape(s)}</code></li>" for s in summaries if s)}</ul>
-{figures_html}{f"<h2>Notes</h2><ul>{notes_html}</ul>" if notes else ""}
+{tables_html}{figures_html}{f"<h2>Notes</h2><ul>{notes_html}</ul>" if notes else ""}
 </body></html>"""
     atomic_write_text(out / "index.html", page)
     return out / "index.html"
