@@ -34,7 +34,7 @@ def test_viewpoint_is_at_most_a_quarter_of_the_map():
 
 
 def test_centring_uses_the_batch_mean_in_training_and_the_running_mean_after():
-    cvd = CVD(8, split="complement", viewpoint_channels=2, centre=True, decoders=False)
+    cvd = CVD(8, split="complement", viewpoint_channels=2, centre="batch", decoders=False)
     first = torch.randn(6, 8, 2, 2) + 3.0
     cvd.train()
     content, viewpoint = cvd.split(first, "query")
@@ -54,6 +54,61 @@ def test_centring_uses_the_batch_mean_in_training_and_the_running_mean_after():
     content_eval, _ = cvd.split(second, "query")
     direct = cvd.content_convs["shared"](second - expected[None, :, None, None])
     assert torch.allclose(content_eval, direct, atol=1e-5)
+
+
+def test_running_centring_removes_the_running_mean_in_training_without_gradient():
+    cvd = CVD(8, split="complement", viewpoint_channels=2, centre="running", decoders=False).train()
+    first, second = torch.randn(6, 8, 2, 2) + 3.0, torch.randn(6, 8, 2, 2, requires_grad=True)
+    cvd.split(first, "query")
+    expected = 0.9 * first.mean(dim=(0, 2, 3)) + 0.1 * second.detach().mean(dim=(0, 2, 3))
+    content = cvd.content_convs["shared"]
+    zc, _ = cvd.split(second, "query")
+    # the updated running mean is removed, as a constant: d zc / d z is the projection alone
+    torch.testing.assert_close(zc, content(second - expected[None, :, None, None]), atol=1e-5, rtol=0)
+    (zc * torch.arange(8.0)[None, :, None, None]).sum().backward()
+    basis = content.orthonormal_basis().detach()
+    projected = torch.arange(8.0) - basis @ (basis.T @ torch.arange(8.0))
+    torch.testing.assert_close(
+        second.grad, projected[None, :, None, None].expand_as(second), atol=1e-5, rtol=0
+    )
+    cvd.eval()
+    torch.testing.assert_close(cvd.split(second, "query")[0], zc, atol=1e-5, rtol=0)
+
+
+def test_inference_centring_trains_retrieval_on_the_raw_map_and_centres_the_rest(make_config):
+    # centre: inference: the embedding in training is the baseline's (no mean removed); the
+    # constraints' factors and the embedding at inference have the running view mean removed
+    model = build_model(_toolkit_config(make_config, centre="inference"))
+    images = torch.randn(4, 3, 64, 64) + 1.0
+    model.train()
+    outputs = model(query=images, satellite=images.flip(-1))
+    features = outputs["query"]["features"]
+    mean = model.cvd.view_means[0]
+    torch.testing.assert_close(mean, features.detach().mean(dim=(0, 2, 3)), atol=1e-5, rtol=0)
+    split = model.cvd.content_convs["shared"]
+    retrieval = model.head("query")(split(features))["embedding"]
+    torch.testing.assert_close(
+        outputs["query"]["embedding"], torch.nn.functional.normalize(retrieval, dim=-1), atol=1e-5, rtol=0
+    )
+    centred = features.detach() - mean[None, :, None, None]
+    torch.testing.assert_close(outputs["query"]["zc"], split(centred), atol=1e-5, rtol=0)
+    model.eval()
+    with torch.no_grad():
+        expected = model.head("query")(split(model.backbone("query")(images) - mean[None, :, None, None]))
+        torch.testing.assert_close(
+            model.embed(images, "drone"),
+            torch.nn.functional.normalize(expected["embedding"], dim=-1),
+            atol=1e-5,
+            rtol=0,
+        )
+
+
+def test_centre_modes_are_checked():
+    assert CVD(8, split="complement", viewpoint_channels=2, centre=True).centre_mode == "batch"
+    assert CVD(8, split="complement", viewpoint_channels=2, centre=False).centre_mode == "none"
+    assert CVD(8, split="complement", viewpoint_channels=2, centre="inference").centre_mode == "inference"
+    with pytest.raises(ValueError, match="centre"):
+        CVD(8, split="complement", viewpoint_channels=2, centre="median")
 
 
 def test_pooled_decoder_can_be_affine():
@@ -102,3 +157,15 @@ def test_zero_initialised_decoder_starts_by_predicting_the_mean(make_config):
     assert torch.equal(
         outputs["reconstruction"]["query"], torch.zeros_like(outputs["reconstruction_target"]["query"])
     )
+
+
+def test_a_cvd_model_leaves_the_random_stream_where_its_baseline_twin_does(make_config):
+    # same seed, CVD on or off: the heads start alike and training draws the same numbers
+    states = []
+    for enabled in (False, True):
+        config = _toolkit_config(make_config)
+        config["cvd"]["enabled"] = enabled
+        torch.manual_seed(7)
+        build_model(config)
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1])

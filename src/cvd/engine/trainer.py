@@ -276,6 +276,7 @@ class Trainer:
                 if not last:
                     self.data.on_epoch_end(self.model, self.epoch)
                 self.save()
+            self.calibrate()
             results = self.evaluate(final=True)
             self.release()
         finally:
@@ -387,6 +388,18 @@ class Trainer:
             )
 
     # ------------------------------------------------------------------ evaluation and release
+    def calibrate(self) -> None:
+        """The view means a ``cvd.centre: inference`` model removes, measured on the training
+        images under the final weights (:mod:`cvd.engine.calibration`)."""
+        from cvd.engine.calibration import calibrate_view_means
+        from cvd.engine.validation import query_view_of
+
+        counts = calibrate_view_means(
+            self.model, self.data.dataset.pairs, query_view_of(self.data.benchmark), self.config, self.dist
+        )
+        if counts and self.dist.is_main:
+            LOGGER.info("view means measured on %s training images", counts)
+
     def evaluate(self, final: bool = False) -> list[dict[str, Any]]:
         """Evaluate every split of the dataset; results logged and, at the end, written as JSON."""
         results = evaluate_model(self.model, self.data, self.config, self.dist)

@@ -56,6 +56,18 @@ class SplitProjection(nn.Conv2d):
 
 
 SPLIT_INITS = ("default", "rotation")
+CENTRE_MODES = ("none", "inference", "batch", "running")
+
+
+def centre_mode(value: str | bool) -> str:
+    """``cvd.centre`` as one of CENTRE_MODES (true / false: "batch" / "none", as first written)."""
+    if isinstance(value, bool):
+        return "batch" if value else "none"
+    if value not in CENTRE_MODES:
+        raise ValueError(f"centre must be one of {CENTRE_MODES}, got {value!r}")
+    return value
+
+
 SPLITS = ("conv", "complement")
 RECONSTRUCTION_TARGETS = ("image", "feature", "pooled_feature")
 
@@ -343,10 +355,11 @@ class CVD(nn.Module):
         split: str = "conv",
         viewpoint_channels: int = 64,
         reconstruct: str = "image",
-        centre: bool = False,
+        centre: str | bool = "none",
         centre_momentum: float = 0.1,
         detach_backbone: bool = False,
         decoder_zero_init: bool = False,
+        retrieval_trains_split: bool = True,
     ) -> None:
         super().__init__()
         if init not in SPLIT_INITS:
@@ -393,13 +406,21 @@ class CVD(nn.Module):
             )
         self.has_viewpoint = split == "complement" or self.viewpoint_convs is not None
         # Per-branch mean of the pooled map: the part of z that every image of a view shares, the
-        # plainest viewpoint attribute there is. Removed before the split (batch mean in training,
-        # running mean at inference, as BatchNorm does), so content carries no view offset.
-        self.centre = bool(centre)
+        # plainest viewpoint attribute there is. Removed before the split at inference (the
+        # running mean over the training batches), so content carries no view offset. In
+        # training: "inference" leaves z as it is (the mean is only tracked); "batch" removes the
+        # batch's mean (with gradient, as BatchNorm does); "running" the running mean.
+        self.centre_mode = centre_mode(centre)
+        self.centre = self.centre_mode != "none"
         self.centre_momentum = float(centre_momentum)
         # True: the constraints (eq. 3-5) shape the CVD module only; the backbone learns from
         # retrieval alone (the split it feeds is still trained by both)
         self.detach_backbone = bool(detach_backbone)
+        # False: the viewpoint subspace is learned by the constraints alone; retrieval's loss
+        # trains the backbone through the split but not the split itself
+        if not retrieval_trains_split and split != "complement":
+            raise ValueError("retrieval_trains_split=False applies to the complement split only")
+        self.retrieval_trains_split = bool(retrieval_trains_split)
         if self.centre:
             self.register_buffer("view_means", torch.zeros(len(BRANCHES), in_channels))
             self.register_buffer("view_mean_updates", torch.zeros(len(BRANCHES), dtype=torch.long))
@@ -468,22 +489,27 @@ class CVD(nn.Module):
         return BranchContent(self.content_convs[self._key(branch)], mean)
 
     def centred(self, z: torch.Tensor, branch: str, update: bool = True) -> torch.Tensor:
-        """z minus its view's mean: the batch's in training (running mean updated unless ``update``
-        is false), else the running mean."""
+        """z minus its view's mean; at inference the running mean. In training the running mean
+        is updated with the batch's and the batch's mean is removed (``centre="batch"``), the
+        running mean (``"running"``) or nothing (``"inference"``: retrieval trains on z). A
+        second split of the same batch for the constraints (``update=False``) is centred as
+        inference will be (``"inference"``, ``"running"``: the running mean)."""
         if not self.centre:
             return z
         index = BRANCHES.index(branch)
-        if self.training and not update:
-            mean = _global_mean(z.float().mean(dim=(0, 2, 3)))
-        elif self.training:
-            mean = _global_mean(z.float().mean(dim=(0, 2, 3)))
-            with torch.no_grad():
-                first = self.view_mean_updates[index] == 0
-                momentum = 1.0 if bool(first) else self.centre_momentum
-                self.view_means[index].lerp_(mean.detach(), momentum)
-                self.view_mean_updates[index] += 1
-        else:
-            mean = self.view_means[index]
+        mean = self.view_means[index]
+        if self.training:
+            batch_mean = _global_mean(z.float().mean(dim=(0, 2, 3)))
+            if update:
+                with torch.no_grad():
+                    first = self.view_mean_updates[index] == 0
+                    momentum = 1.0 if bool(first) else self.centre_momentum
+                    self.view_means[index].lerp_(batch_mean.detach(), momentum)
+                    self.view_mean_updates[index] += 1
+            if self.centre_mode == "inference" and update:
+                return z  # retrieval trains on z as the baseline does
+            # the constraints' factors (``update=False``) are centred like inference's
+            mean = batch_mean if self.centre_mode == "batch" else self.view_means[index].clone()
         return z - mean.to(z.dtype)[None, :, None, None]
 
     def content(self, z: torch.Tensor, branch: str = "query") -> torch.Tensor:
@@ -501,7 +527,11 @@ class CVD(nn.Module):
         z = self.centred(z, branch, update_mean)
         if self.split_kind == "complement":
             module = self.content_convs[key]
-            return module(z), module.viewpoint(z)
+            basis = module.orthonormal_basis().to(z.dtype)
+            # retrieval's split (``update_mean``) may use the subspace without training it
+            trained = self.retrieval_trains_split or not update_mean
+            content = module.remove_subspace(z, basis if trained else basis.detach())
+            return content, module.coordinates(z, basis)
         zv = self.viewpoint_convs[key](z) if self.viewpoint_convs is not None else None
         return self.content_convs[key](z), zv
 

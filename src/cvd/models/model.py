@@ -23,6 +23,7 @@ from cvd.losses.independence import ESTIMATORS
 from cvd.models.backbones import Backbone
 from cvd.models.cvd import (
     BRANCHES,
+    CENTRE_MODES,
     CVD,
     RECONSTRUCTION_TARGETS,
     SPLIT_INITS,
@@ -95,7 +96,11 @@ def resolve_cvd_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
             or resolved[key] <= 0
         ):
             raise ConfigError(f"cvd.{key}: must be a positive number, got {resolved[key]!r}")
-    for key in ("centre", "detach_backbone"):
+    if resolved["centre"] not in (*CENTRE_MODES, True, False):
+        raise ConfigError(f"cvd.centre: must be one of {list(CENTRE_MODES)}, got {resolved['centre']!r}")
+    if resolved["retrieval_trains_split"] is False and resolved["split"] != "complement":
+        raise ConfigError("cvd.retrieval_trains_split: false applies to cvd.split=complement only")
+    for key in ("detach_backbone", "retrieval_trains_split"):
         if not isinstance(resolved[key], bool):
             raise ConfigError(f"cvd.{key}: must be true or false, got {resolved[key]!r}")
     scale = resolved["weight_decay_scale"]
@@ -230,13 +235,15 @@ class RetrievalModel(nn.Module):
 def constraint_factors(
     cvd: CVD | None, features: torch.Tensor, branch: str, zc: torch.Tensor, zv: torch.Tensor | None
 ) -> dict[str, torch.Tensor | None]:
-    """The "zc" / "zv" the CVD losses see: the retrieval split's own, or, with
-    ``cvd.detach_backbone``, the same split of the detached map (the constraints' gradients then
-    stop at the CVD module)."""
-    if cvd is None or not cvd.detach_backbone:
+    """The "zc" / "zv" the CVD losses see: the retrieval split's own, or a second split of the
+    map, of the detached map with ``cvd.detach_backbone`` (the constraints' gradients then stop
+    at the CVD module) and centred as at inference with ``cvd.centre: inference`` (retrieval
+    trains on the uncentred map, the constraints and decoders work where inference does)."""
+    if cvd is None or not (cvd.detach_backbone or cvd.centre_mode == "inference"):
         return {"zc": zc, "zv": zv}
-    zc_detached, zv_detached = cvd.split(features.detach(), branch, update_mean=False)
-    return {"zc": zc_detached, "zv": zv_detached}
+    source = features.detach() if cvd.detach_backbone else features
+    zc_constraints, zv_constraints = cvd.split(source, branch, update_mean=False)
+    return {"zc": zc_constraints, "zv": zv_constraints}
 
 
 def reconstruction_target(
@@ -314,7 +321,25 @@ def build_retrieval_model(config: Mapping[str, Any]) -> RetrievalModel:
     in_channels = backbones[keys[0]].out_channels
     cvd = None
     if cvd_config["enabled"]:
-        cvd = CVD(
+        cvd = build_cvd(in_channels, cvd_config, share_weights)
+        in_channels = cvd.content_channels
+    heads = {key: build_head(head_name, in_channels, **head_kwargs) for key in keys}
+    for head in heads.values():
+        if not isinstance(getattr(head, "embedding_dim", None), int):
+            raise ConfigError(f"model.head.name: head '{head_name}' does not expose an integer embedding_dim")
+    return RetrievalModel(backbones, heads, cvd, cvd_config if cvd is not None else None)
+
+
+def build_cvd(in_channels: int, cvd_config: Mapping[str, Any], share_weights: bool) -> CVD:
+    """The CVD module of a resolved ``cvd`` section.
+
+    Its initial weights are drawn from a copy of the random stream, which is then left where it
+    was: a CVD run and its baseline twin (same seed) start their heads from the same weights and
+    draw the same random numbers in training (dropout, drop-path), so their paired difference is
+    CVD's alone and not a different draw of the training noise.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return CVD(
             in_channels,
             alpha=float(cvd_config["alpha"]),
             squeeze=bool(cvd_config["squeeze"]),
@@ -328,13 +353,8 @@ def build_retrieval_model(config: Mapping[str, Any]) -> RetrievalModel:
             split=cvd_config["split"],
             viewpoint_channels=cvd_config["viewpoint_channels"],
             reconstruct=cvd_config["recon_target"],
-            centre=bool(cvd_config["centre"]),
+            centre=cvd_config["centre"],
+            retrieval_trains_split=bool(cvd_config["retrieval_trains_split"]),
             detach_backbone=bool(cvd_config["detach_backbone"]),
             decoder_zero_init=cvd_config["decoder_init"] == "zero",
         )
-        in_channels = cvd.content_channels
-    heads = {key: build_head(head_name, in_channels, **head_kwargs) for key in keys}
-    for head in heads.values():
-        if not isinstance(getattr(head, "embedding_dim", None), int):
-            raise ConfigError(f"model.head.name: head '{head_name}' does not expose an integer embedding_dim")
-    return RetrievalModel(backbones, heads, cvd, cvd_config if cvd is not None else None)
