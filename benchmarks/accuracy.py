@@ -262,9 +262,24 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     return mean, se
 
 
+def _complete_worlds(values: Mapping[tuple, float], variant: str, seeds: Sequence[int]) -> list[str]:
+    """The worlds on which ``variant`` was scored for every one of ``seeds``."""
+    worlds = {w for v, _, w in values if v == variant}
+    return sorted(w for w in worlds if all((variant, s, w) in values for s in seeds))
+
+
+def _over_worlds(per_world: Mapping[str, Sequence[float]]) -> tuple[float, float | None]:
+    """Mean over worlds of the seed-averaged figure, and its test-set sampling error: the
+    standard error over worlds (each world an independent draw of test buildings)."""
+    means = [statistics.fmean(v) for v in per_world.values()]
+    mean, se = mean_se(means)
+    return mean, (se if len(means) > 1 else None)
+
+
 def summarise(records: Sequence[Mapping[str, Any]], baseline: str = "baseline") -> list[dict[str, Any]]:
-    """One row per (setting, split, metric, variant): the mean over test worlds with its sampling
-    error, per seed and over seeds, and the paired difference with the baseline."""
+    """One row per (setting, split, metric, variant): the mean over seeds and test worlds with
+    its test-set sampling error, the per-seed figures, and the paired difference with the
+    baseline (same seed, same worlds) with a 95% t-interval over seeds."""
     by_key: dict[tuple, dict[tuple, float]] = {}
     for r in records:
         split = r["split"].replace("val: ", "")
@@ -275,47 +290,48 @@ def summarise(records: Sequence[Mapping[str, Any]], baseline: str = "baseline") 
     rows = []
     for (setting, split, metric), values in sorted(by_key.items()):
         variants = sorted({v for v, _, _ in values}, key=lambda v: (v != baseline, v))
-        seeds = sorted({s for _, s, _ in values})
-        worlds = sorted({w for _, _, w in values})
         for variant in variants:
-            complete = [s for s in seeds if all((variant, s, w) in values for w in worlds)]
-            if not complete:
+            seeds = sorted({s for v, s, _ in values if v == variant})
+            worlds = _complete_worlds(values, variant, seeds)
+            if not worlds:
                 continue
-            per_seed = {s: mean_se([values[(variant, s, w)] for w in worlds]) for s in complete}
+            per_seed = {s: statistics.fmean(values[(variant, s, w)] for w in worlds) for s in seeds}
+            mean, test_se = _over_worlds({w: [values[(variant, s, w)] for s in seeds] for w in worlds})
             row: dict[str, Any] = {
                 "setting": setting,
                 "split": split,
                 "metric": metric,
                 "variant": variant,
                 "worlds": len(worlds),
-                "seeds": complete,
-                "per_seed": {s: round(m, 3) for s, (m, _) in per_seed.items()},
-                "mean": statistics.fmean(m for m, _ in per_seed.values()),
-                "seed_sd": statistics.stdev([m for m, _ in per_seed.values()]) if len(complete) > 1 else None,
-                # test-set sampling error of one seed's figure, averaged over seeds
-                "test_se": statistics.fmean(se for _, se in per_seed.values()) if len(worlds) > 1 else None,
+                "seeds": seeds,
+                "per_seed": {s: round(m, 3) for s, m in per_seed.items()},
+                "mean": mean,
+                "seed_sd": statistics.stdev(per_seed.values()) if len(seeds) > 1 else None,
+                "test_se": test_se,
             }
-            paired = [s for s in complete if all((baseline, s, w) in values for w in worlds)]
-            if variant != baseline and paired:
-                diffs = {
-                    s: [values[(variant, s, w)] - values[(baseline, s, w)] for w in worlds] for s in paired
+            paired_seeds = [s for s in seeds if all((baseline, s, w) in values for w in worlds)]
+            if variant != baseline and paired_seeds:
+                diff = {
+                    w: [values[(variant, s, w)] - values[(baseline, s, w)] for s in paired_seeds]
+                    for w in worlds
                 }
-                per_seed_diff = {s: statistics.fmean(d) for s, d in diffs.items()}
-                mean = statistics.fmean(per_seed_diff.values())
-                sd = statistics.stdev(per_seed_diff.values()) if len(paired) > 1 else float("nan")
+                per_seed_diff = {
+                    s: statistics.fmean(values[(variant, s, w)] - values[(baseline, s, w)] for w in worlds)
+                    for s in paired_seeds
+                }
+                diff_mean, diff_se = _over_worlds(diff)
+                sd = statistics.stdev(per_seed_diff.values()) if len(paired_seeds) > 1 else float("nan")
                 half = (
-                    t_quantile(len(paired) - 1) * sd / math.sqrt(len(paired))
-                    if len(paired) > 1
+                    t_quantile(len(paired_seeds) - 1) * sd / math.sqrt(len(paired_seeds))
+                    if len(paired_seeds) > 1
                     else float("nan")
                 )
                 row["difference"] = {
                     "per_seed": {s: round(d, 3) for s, d in per_seed_diff.items()},
-                    "mean": mean,
-                    "ci95": [mean - half, mean + half],
+                    "mean": diff_mean,
+                    "ci95": [diff_mean - half, diff_mean + half],
                     "all_seeds_positive": all(d > 0 for d in per_seed_diff.values()),
-                    "test_se": statistics.fmean(mean_se(d)[1] for d in diffs.values())
-                    if len(worlds) > 1
-                    else None,
+                    "test_se": diff_se,
                 }
             rows.append(row)
     return rows
@@ -367,7 +383,7 @@ def main() -> None:
     parser.add_argument("--train-world", choices=sorted(TRAIN_WORLDS), default="demo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
-        "--variants", nargs="+", choices=sorted(VARIANTS), default=["baseline", "toolkit", "paper"]
+        "--variants", nargs="*", choices=sorted(VARIANTS), default=["baseline", "toolkit", "paper"]
     )
     parser.add_argument("--variant", action="append", default=[], help="NAME=override,override (an ablation)")
     parser.add_argument("--test-worlds", type=int, default=24, help="in-domain test worlds")
