@@ -488,28 +488,34 @@ class CVD(nn.Module):
         mean = self.view_means[BRANCHES.index(branch)] if self.centre else None
         return BranchContent(self.content_convs[self._key(branch)], mean)
 
-    def centred(self, z: torch.Tensor, branch: str, update: bool = True) -> torch.Tensor:
-        """z minus its view's mean; at inference the running mean. In training the running mean
-        is updated with the batch's and the batch's mean is removed (``centre="batch"``), the
-        running mean (``"running"``) or nothing (``"inference"``: retrieval trains on z). A
-        second split of the same batch for the constraints (``update=False``) is centred as
-        inference will be (``"inference"``, ``"running"``: the running mean)."""
+    def centred(self, z: torch.Tensor, branch: str, for_retrieval: bool = True) -> torch.Tensor:
+        """z minus its view's mean; at inference the running (or measured) mean.
+
+        In training, retrieval's pass (``for_retrieval``) updates the running mean with the
+        batch's and removes the batch's mean (``centre="batch"``), the running mean
+        (``"running"``) or nothing (``"inference"``: retrieval trains on z, as the baseline
+        does). The constraints' second pass over the same batch (``for_retrieval=False``)
+        leaves the running mean alone and is centred by the batch's mean (``"batch"``) or by the
+        running mean, as inference will be.
+        """
         if not self.centre:
             return z
         index = BRANCHES.index(branch)
-        mean = self.view_means[index]
-        if self.training:
+        if not self.training:
+            return z - self.view_means[index].to(z.dtype)[None, :, None, None]
+        if for_retrieval:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.centre_mode == "batch"):
+                batch_mean = _global_mean(z.float().mean(dim=(0, 2, 3)))
+            with torch.no_grad():
+                first = self.view_mean_updates[index] == 0
+                momentum = 1.0 if bool(first) else self.centre_momentum
+                self.view_means[index].lerp_(batch_mean.detach(), momentum)
+                self.view_mean_updates[index] += 1
+            if self.centre_mode == "inference":
+                return z
+        elif self.centre_mode == "batch":
             batch_mean = _global_mean(z.float().mean(dim=(0, 2, 3)))
-            if update:
-                with torch.no_grad():
-                    first = self.view_mean_updates[index] == 0
-                    momentum = 1.0 if bool(first) else self.centre_momentum
-                    self.view_means[index].lerp_(batch_mean.detach(), momentum)
-                    self.view_mean_updates[index] += 1
-            if self.centre_mode == "inference" and update:
-                return z  # retrieval trains on z as the baseline does
-            # the constraints' factors (``update=False``) are centred like inference's
-            mean = batch_mean if self.centre_mode == "batch" else self.view_means[index].clone()
+        mean = batch_mean if self.centre_mode == "batch" else self.view_means[index].clone()
         return z - mean.to(z.dtype)[None, :, None, None]
 
     def content(self, z: torch.Tensor, branch: str = "query") -> torch.Tensor:
@@ -517,19 +523,20 @@ class CVD(nn.Module):
         return self.content_convs[self._key(branch)](self.centred(z, branch))
 
     def split(
-        self, z: torch.Tensor, branch: str = "query", update_mean: bool = True
+        self, z: torch.Tensor, branch: str = "query", for_retrieval: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(zc, zv); zv is None when the model was built without a viewpoint conv.
 
-        ``update_mean=False`` leaves the running view mean alone (a second split of the same batch).
+        ``for_retrieval=False`` is the constraints' second split of a batch: it leaves the
+        running view mean alone, is centred as inference will be, and trains the split's
+        subspace even where retrieval does not (``retrieval_trains_split=False``).
         """
         key = self._key(branch)
-        z = self.centred(z, branch, update_mean)
+        z = self.centred(z, branch, for_retrieval)
         if self.split_kind == "complement":
             module = self.content_convs[key]
             basis = module.orthonormal_basis().to(z.dtype)
-            # retrieval's split (``update_mean``) may use the subspace without training it
-            trained = self.retrieval_trains_split or not update_mean
+            trained = self.retrieval_trains_split or not for_retrieval
             content = module.remove_subspace(z, basis if trained else basis.detach())
             return content, module.coordinates(z, basis)
         zv = self.viewpoint_convs[key](z) if self.viewpoint_convs is not None else None

@@ -242,7 +242,7 @@ def constraint_factors(
     if cvd is None or not (cvd.detach_backbone or cvd.centre_mode == "inference"):
         return {"zc": zc, "zv": zv}
     source = features.detach() if cvd.detach_backbone else features
-    zc_constraints, zv_constraints = cvd.split(source, branch, update_mean=False)
+    zc_constraints, zv_constraints = cvd.split(source, branch, for_retrieval=False)
     return {"zc": zc_constraints, "zv": zv_constraints}
 
 
@@ -257,7 +257,7 @@ def reconstruction_target(
         features = branch_outputs["features"].detach()
         if cvd.centre:
             with torch.no_grad():
-                features = cvd.centred(features, branch, update=False)
+                features = cvd.centred(features, branch, for_retrieval=False)
         return features if cvd.reconstruct_kind == "feature" else features.mean(dim=(2, 3))
     size = reconstruction_size(tuple(images.shape[-2:]), cvd.recon_size)
     return F.interpolate(images.detach(), size=size, mode="bilinear", antialias=True, align_corners=False)
