@@ -26,7 +26,7 @@ def test_records_are_each_views_distinct_images_evenly_spread():
 
 def test_fit_stores_the_training_images_mean_under_the_eval_transform(tmp_path, tiny_world):
     run = train_tiny(tmp_path, tiny_world, variant="toolkit", centre="inference")
-    model, config, _ = load_trained(run)
+    model, _config, _ = load_trained(run)
     # the reference: every training image of a view, resized and normalised as evaluation does,
     # through the released backbone, pooled, averaged
     mean, std = torch.tensor(model.data_config["mean"]), torch.tensor(model.data_config["std"])
