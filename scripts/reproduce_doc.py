@@ -41,6 +41,11 @@ trains and evaluates it (set `data.root` to your copy of the benchmark, see
 image size, batch, optimiser, schedule, epochs) follow each baseline's original code; see
 `docs/baselines/` for each method and for where our implementation departs from it.
 
+CVD rows run the toolkit's variant of the module (`cvd.variant: toolkit`, the default), the one
+measured to work on our data; the paper's numbers were produced by the module as published:
+append `cvd.variant=paper` to a CVD row's command to run that one (Table 5's rows, which vary
+the paper's conv split, set it already). The differences are listed in `docs/cvd_module.md`.
+
 None of these numbers was measured here: the benchmarks cannot be downloaded on our machines and
 the runs need GPUs. What we measured is in `docs/benchmarks.md` (synthetic data, CPU).
 
