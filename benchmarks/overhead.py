@@ -24,10 +24,12 @@ from cvd.losses import cvd_losses, cvd_total, info_nce
 from cvd.models import build_model
 
 
-def make_config(backbone: str, pretrained: bool, cvd: bool, kernel_size: int = 3) -> dict:
+def make_config(
+    backbone: str, pretrained: bool, cvd: bool, kernel_size: int = 3, variant: str = "toolkit"
+) -> dict:
     return {
         "model": {"backbone": {"name": backbone, "pretrained": pretrained}, "head": {"name": "gap"}},
-        "cvd": {"enabled": cvd, "kernel_size": kernel_size},
+        "cvd": {"enabled": cvd, "variant": variant, "kernel_size": kernel_size},
     }
 
 
@@ -72,7 +74,7 @@ FLOP_CASES = (
 )
 
 
-def print_flop_ratios() -> None:
+def print_flop_ratios(variant: str) -> None:
     """Forward FLOPs (torch's counter, random weights, batch 2 per view) of CVD vs baseline.
 
     Forward only: the counter's backward formula for grouped convs over-counts depthwise layers.
@@ -88,7 +90,7 @@ def print_flop_ratios() -> None:
         images = torch.randn(2, 3, size, size)
         figures = {}
         for cvd in (False, True):
-            model = build_model(make_config(backbone, pretrained=False, cvd=cvd))
+            model = build_model(make_config(backbone, pretrained=False, cvd=cvd, variant=variant))
             train = count(partial(model, query=images, satellite=images))
             embed = count(partial(model.eval().embed, images, "drone"))
             figures[cvd] = (train, embed, sum(p.numel() for p in model.parameters()) / 1e6)
@@ -125,6 +127,9 @@ def main() -> None:
     parser.add_argument(
         "--kernel-size", type=int, default=3, help="CVD split conv kernel (paper: 3; 1 = the cheap variant)"
     )
+    parser.add_argument(
+        "--variant", default="toolkit", choices=("paper", "toolkit"), help="cvd.variant of the CVD model"
+    )
     parser.add_argument("--flops", action="store_true", help="print FLOP ratios on the paper's backbones")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument(
@@ -140,13 +145,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.flops:
-        print_flop_ratios()
+        print_flop_ratios(args.variant)
         return
 
     models = {
         name: build_model(
             make_config(
-                args.backbone, not args.no_pretrained, cvd=name == "cvd", kernel_size=args.kernel_size
+                args.backbone,
+                not args.no_pretrained,
+                cvd=name == "cvd",
+                kernel_size=args.kernel_size,
+                variant=args.variant,
             )
         ).to(device=device, memory_format=torch.channels_last)
         for name in ("baseline", "cvd")
@@ -195,7 +204,8 @@ def main() -> None:
     print(
         f"backbone={args.backbone} pretrained={not args.no_pretrained} size={args.size} "
         f"batch={args.batch}/view threads={torch.get_num_threads()} torch={torch.__version__} "
-        f"cvd.kernel_size={args.kernel_size} cpu={platform.processor() or platform.machine()} "
+        f"cvd.variant={args.variant} cvd.kernel_size={args.kernel_size} "
+        f"cpu={platform.processor() or platform.machine()} "
         f"device={torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'} "
         f"precision={args.precision} "
         f"warmup={args.warmup} repeats={args.repeats} embed_repeats={args.embed_repeats}"
