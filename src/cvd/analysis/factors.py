@@ -9,9 +9,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from cvd.data import ImageDataset, ImageRecord, collate_skipping
+from cvd.data import ImageRecord
 from cvd.models.model import branch_of
 
 
@@ -62,12 +61,11 @@ def extract_factors(
     Images go through the recipe's evaluation transform, as in ``cvd test``; unreadable ones
     are dropped (and left out of ``records``).
     """
-    from cvd.baselines import get_recipe
+    from cvd.engine.evaluate import eval_loader
 
-    recipe = get_recipe(config["model"]["baseline"])(config)
-    transform = recipe.eval_transform(config, model.data_config, view)
-    dataset = ImageDataset(list(records), transform, strict=bool(config["data"].get("strict_images", False)))
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping)
+    dataset, loader = eval_loader(
+        records, view, config, model.data_config, batch_size=batch_size, num_workers=0
+    )
     branch = branch_of(view)
     cvd = getattr(model, "cvd", None)
     encoder = getattr(model, "encoder", model.backbone)  # part models add tokens in their encoder

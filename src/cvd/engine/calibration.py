@@ -18,9 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
 
-from cvd.data import ImageDataset, ImageRecord, PairRecord, collate_skipping
+from cvd.data import ImageRecord, PairRecord
 from cvd.engine.distributed import DistContext
 from cvd.models.cvd import BRANCHES
 from cvd.models.model import branch_of
@@ -53,18 +52,10 @@ def _pooled_sum(
     config: Mapping[str, Any],
     dist_context: DistContext,
 ) -> tuple[torch.Tensor, int]:
-    from cvd.baselines import get_recipe
+    from cvd.engine.evaluate import eval_loader
 
     share = np.array_split(np.arange(len(records)), dist_context.world_size)[dist_context.rank]
-    recipe = get_recipe(config["model"]["baseline"])(config)
-    transform = recipe.eval_transform(config, model.data_config, view)
-    dataset = ImageDataset([records[i] for i in share], transform, strict=False)
-    loader = DataLoader(
-        dataset,
-        batch_size=int(config["data"]["eval_batch_size"]),
-        num_workers=int(config["data"]["num_workers"]),
-        collate_fn=collate_skipping,
-    )
+    _, loader = eval_loader([records[i] for i in share], view, config, model.data_config, strict=False)
     encoder = getattr(model, "encoder", model.backbone)  # part models add tokens in their encoder
     branch = branch_of(view)
     total = torch.zeros(model.cvd.in_channels, dtype=torch.float64, device=dist_context.device)

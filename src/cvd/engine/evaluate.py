@@ -38,19 +38,45 @@ def eval_splits(benchmark: Any, config: Mapping[str, Any]) -> list[RetrievalSpli
     return benchmark.eval_splits(**kwargs)
 
 
+def eval_loader(
+    records: Sequence[ImageRecord],
+    view: str,
+    config: Mapping[str, Any],
+    data_config: Mapping[str, Any],
+    *,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    strict: bool | None = None,
+    pin_memory: bool = False,
+) -> tuple[ImageDataset, DataLoader]:
+    """``records`` of one view through the recipe's evaluation transform, in order, as every
+    evaluation-time pass sees them (unreadable images skipped unless ``strict``)."""
+    from cvd.baselines import get_recipe
+
+    transform = get_recipe(config["model"]["baseline"])(config).eval_transform(config, data_config, view)
+    if strict is None:
+        strict = bool(config["data"].get("strict_images", False))
+    dataset = ImageDataset(list(records), transform, strict=strict)
+    loader = DataLoader(
+        dataset,
+        batch_size=int(config["data"]["eval_batch_size"]) if batch_size is None else batch_size,
+        num_workers=int(config["data"]["num_workers"]) if num_workers is None else num_workers,
+        collate_fn=collate_skipping,
+        pin_memory=pin_memory,
+    )
+    return dataset, loader
+
+
 class Embedder:
     """Embeds image records once each (cached by path and branch), sharded over ranks."""
 
     def __init__(
         self, model: nn.Module, config: Mapping[str, Any], data_config: Mapping[str, Any], dist: DistContext
     ) -> None:
-        from cvd.baselines import get_recipe
-
         self.model = model
         self.config = config
         self.data_config = data_config
         self.dist = dist
-        self.recipe = get_recipe(config["model"]["baseline"])(config)
         self.cache: dict[tuple[str, str], torch.Tensor] = {}
 
     def __call__(self, records: Sequence[ImageRecord], description: str) -> torch.Tensor:
@@ -67,13 +93,12 @@ class Embedder:
     def _embed(self, records: list[ImageRecord], view: str, description: str) -> torch.Tensor:
         share = np.array_split(np.arange(len(records)), self.dist.world_size)[self.dist.rank]
         local = [records[i] for i in share]
-        transform = self.recipe.eval_transform(self.config, self.data_config, view)
-        dataset = ImageDataset(local, transform, strict=bool(self.config["data"]["strict_images"]))
-        loader = DataLoader(
-            dataset,
-            batch_size=int(self.config["data"]["eval_batch_size"]),
-            num_workers=int(self.config["data"]["num_workers"]),
-            collate_fn=collate_skipping,
+        dataset, loader = eval_loader(
+            local,
+            view,
+            self.config,
+            self.data_config,
+            strict=bool(self.config["data"]["strict_images"]),
             pin_memory=self.dist.device.type == "cuda",
         )
         if len(local):
