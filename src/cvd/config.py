@@ -297,8 +297,35 @@ def load_config(
         sources[key] = f"command-line override {text!r}"
         set_dotted(config, key, value)
     validate(config, schema, sources)
+    check_run_name(config.get("name"), sources.get("name"))
     config["cvd"] = apply_cvd_variant(config["cvd"])
     return config
+
+
+def check_run_name(name: Any, source: str | None = None) -> None:
+    """A run name is one folder inside ``output_dir``: never a path that leaves it (``../x``, ``/etc``).
+
+    ``None`` is allowed (the name is then derived); anything else must be a single, plain path
+    component, so a run can only ever write (or ``--overwrite`` delete) below its ``output_dir``.
+    """
+    if name is None:
+        return
+    where = f" (set in {source})" if source else ""
+    text = str(name)
+    problem = None
+    if not text.strip():
+        problem = "is empty"
+    elif "/" in text or "\\" in text:  # absolute paths included
+        problem = "contains a path separator"
+    elif text in (".", ".."):
+        problem = "is not a folder name"
+    elif "\x00" in text:
+        problem = "contains a NUL character"
+    if problem:
+        raise ConfigError(
+            f"config key 'name'{where} = {text!r} {problem}: a run name must be one folder name "
+            "inside output_dir (letters, digits, '-', '_', '.'), e.g. name=university1652_sample4geo"
+        )
 
 
 def cvd_variants() -> dict[str, dict[str, Any]]:

@@ -37,3 +37,11 @@ class GalleryIndexError(CVDError):
 
 class NonFiniteLossError(CVDError):
     """Training produced a NaN or infinite loss."""
+
+
+class RunLockedError(CVDError):
+    """Another process is using the run folder (it holds the folder's lock)."""
+
+
+class RunFolderError(CVDError):
+    """A run folder cannot be used as asked: not this toolkit's run, or resumed with another config."""

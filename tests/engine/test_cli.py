@@ -47,16 +47,19 @@ def test_fit_test_and_resume_through_the_command(tiny_config):
     # The official variant ranks the distractors too: more gallery items than sample4geo's.
     assert official[0]["num_gallery_ranked"] > results[0]["num_gallery_ranked"]
 
-    resumed = cvd("fit", "--config", str(config), "--resume", "schedule.max_steps=3")
+    # A resume continues the same trajectory: a longer cosine schedule (max_steps) is another run.
+    extended = cvd("fit", "--config", str(config), "--resume", "schedule.max_steps=3")
+    assert extended.returncode == 2 and "schedule.max_steps: 2 -> 3" in extended.stderr
+    resumed = cvd("fit", "--config", str(config), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert len((run / "train_log.csv").read_text().splitlines()) == 4  # steps 1, 2 kept, 3 added
+    assert len((run / "train_log.csv").read_text().splitlines()) == 3  # steps 1, 2 kept, none redone
 
     # A fresh run never starts on top of another: its log rows would follow the old ones.
     (run / "notes.txt").write_text("mine")
     refused = cvd("fit", "--config", str(config))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert str(run) in refused.stderr and "--resume" in refused.stderr and "--overwrite" in refused.stderr
-    assert len((run / "train_log.csv").read_text().splitlines()) == 4
+    assert len((run / "train_log.csv").read_text().splitlines()) == 3
     restarted = cvd("fit", "--config", str(config), "--overwrite", "schedule.max_steps=1")
     assert restarted.returncode == 0, restarted.stderr
     assert len((run / "train_log.csv").read_text().splitlines()) == 2  # header + the new run's step

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 EPILOG = """\
 examples:
@@ -60,10 +64,40 @@ def run(args: argparse.Namespace) -> int:
             from cvd.errors import ConfigError
 
             raise ConfigError("--resume and --overwrite contradict each other: choose one")
-        result = fit(config, resume=args.resume, overwrite=args.overwrite)
+        with terminate_as_interrupt():
+            result = fit(config, resume=args.resume, overwrite=args.overwrite)
     finally:
         shutdown_distributed()
     from cvd.engine.console import print_run_summary
 
     print_run_summary(result)
     return 0
+
+
+class Terminated(SystemExit):
+    """SIGTERM (SLURM, Kubernetes, ``kill``): unwinds like Ctrl-C, so a write in progress removes
+    its temporary file and the run folder's lock is released, then exits with 128 + 15."""
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While training, turn SIGTERM into :class:`Terminated` (exit status 143, a one-line message)."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the clean-up short
+        print(
+            "cvd fit: terminated (SIGTERM); the run folder keeps its last complete checkpoint: "
+            "continue with --resume",
+            file=sys.stderr,
+        )
+        raise Terminated(128 + signal.SIGTERM)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

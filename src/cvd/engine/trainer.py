@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from cvd.baselines import LossContext, get_recipe
 from cvd.config import save_config
 from cvd.engine.checkpoint import (
     capture_rng_state,
+    list_checkpoints,
     latest_checkpoint,
     load_checkpoint,
     restore_rng_state,
@@ -45,6 +45,7 @@ from cvd.engine.distributed import (
     DistContext,
     all_reduce_sum,
     barrier,
+    broadcast_object,
     gather_with_grad,
     init_distributed,
 )
@@ -52,7 +53,24 @@ from cvd.engine.evaluate import evaluate_model, write_results
 from cvd.engine.logging import RunLogger
 from cvd.engine.objective import TrainingObjective
 from cvd.engine.optim import build_optimizer, build_scheduler
-from cvd.errors import CheckpointError, ConfigError, CVDError, NonFiniteLossError
+from cvd.engine.runfolder import (
+    RUN_FORMAT,
+    check_resume_config,
+    clean_temporaries,
+    read_run_info,
+    remove_corrupt,
+    remove_run,
+    run_artefacts,
+)
+from cvd.engine.runlock import RunLock
+from cvd.errors import (
+    CheckpointError,
+    ConfigError,
+    CVDError,
+    NonFiniteLossError,
+    RunFolderError,
+    RunLockedError,
+)
 
 LOGGER = logging.getLogger("cvd")
 
@@ -87,7 +105,10 @@ def git_commit() -> str:
 
 
 def run_directory(config: Mapping[str, Any]) -> Path:
-    """``<output_dir>/<name>``."""
+    """``<output_dir>/<name>`` (the name is one folder: checked again here, whoever built the config)."""
+    from cvd.config import check_run_name
+
+    check_run_name(config.get("name"))
     return Path(config["output_dir"]) / str(config.get("name") or "run")
 
 
@@ -129,8 +150,9 @@ class Trainer:
         self.dist: DistContext = init_distributed(config["train"]["device"])
         self.run_dir = run_directory(config)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        if not resume:
-            claim_run_dir(self.run_dir, overwrite, self.dist.is_main)
+        self.lock = RunLock(self.run_dir)
+        self.resume_changes: dict[str, tuple[Any, Any]] = {}
+        _on_every_rank(self._claim, overwrite)
         if config.get("deterministic"):
             torch.use_deterministic_algorithms(True, warn_only=True)
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -178,13 +200,54 @@ class Trainer:
         self.batch_in_epoch = 0
 
     # ------------------------------------------------------------------ set-up and state
+    def _claim(self, overwrite: bool) -> None:
+        """Rank 0: lock the folder, then check it can be used as asked (fresh, overwrite, resume).
+
+        The lock comes first: nothing is read, compared or deleted while another process may be
+        writing. A resume then removes what a killed write left behind (only the lock holder can
+        know those temporaries are stale)."""
+        self.lock.acquire()
+        if self.resume:
+            self.resume_changes = check_resume_config(self.run_dir, self.config)
+            for path in clean_temporaries(self.run_dir):
+                LOGGER.info("removed %s (left by an interrupted write)", path)
+        else:
+            claim_run_dir(self.run_dir, overwrite)
+
+    def close(self) -> None:
+        """Release the run folder (also done by the OS when the process ends, however it ends)."""
+        self.logger.close()
+        self.lock.release()
+
     def prepare_run_dir(self) -> None:
-        """Write the resolved config and the run's identity (version, commit, command, world)."""
+        """Write the resolved config and the run's identity (version, commit, command, world).
+
+        A resumed run keeps its original identity and appends one entry to ``resumes``: when, at
+        which step, by which command and commit, and which (allowed) config keys changed."""
         if not self.dist.is_main:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.run_dir / "config.yaml")
+        previous = read_run_info(self.run_dir) if self.resume else None
+        if previous is not None:
+            previous["format"] = RUN_FORMAT
+            previous.setdefault("resumes", []).append(
+                {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "from_step": self.step,
+                    "command": sys.argv,
+                    "git_commit": git_commit(),
+                    "world_size": self.dist.world_size,
+                    "device": str(self.dist.device),
+                    "changed": {
+                        key: {"old": old, "new": new} for key, (old, new) in self.resume_changes.items()
+                    },
+                }
+            )
+            atomic_write_text(self.run_dir / "run_info.json", json.dumps(previous, indent=2))
+            return
         info = {
+            "format": RUN_FORMAT,
             "cvd_version": __version__,
             "git_commit": git_commit(),
             "command": sys.argv,
@@ -233,6 +296,9 @@ class Trainer:
         restore_rng_state(state["rng"])
 
     def save(self) -> None:
+        """Checkpoint the current state, never one with non-finite weights (it could not be
+        resumed, yet it would be the newest and be named the last good one)."""
+        self._check_finite_weights("checkpoint")
         if self.dist.is_main:
             save_checkpoint(
                 self.state_dict(),
@@ -243,13 +309,30 @@ class Trainer:
         barrier()
 
     def try_resume(self) -> None:
+        """Continue from the newest checkpoint that reads back (a damaged one is set aside, with a
+        warning, and the one before it is used); the logs lose every row after that step."""
         if not self.resume:
             return
-        path = latest_checkpoint(self.checkpoint_dir)
-        if path is None:
-            LOGGER.warning("--resume: no checkpoint in %s; starting from scratch", self.checkpoint_dir)
+        state, path = None, None
+        for candidate in reversed(list_checkpoints(self.checkpoint_dir)):
+            try:
+                state = load_checkpoint(candidate, map_location=self.dist.device)
+            except CheckpointError as error:
+                barrier()  # every rank has tried it before rank 0 moves it
+                if self.dist.is_main:
+                    moved = remove_corrupt(candidate)
+                    LOGGER.warning("--resume: %s; set aside as %s, trying the one before", error, moved.name)
+                barrier()
+                continue
+            path = candidate
+            break
+        if state is None:
+            LOGGER.warning(
+                "--resume: no complete checkpoint in %s; starting from scratch", self.checkpoint_dir
+            )
+            self.logger.truncate_after(0)
             return
-        self.load_state(load_checkpoint(path, map_location=self.dist.device))
+        self.load_state(state)
         self.logger.truncate_after(self.step)
         if self.dist.is_main:
             LOGGER.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.step)
@@ -257,8 +340,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self) -> FitResult:
         """Train to the end of the schedule, evaluating as configured; returns the final results."""
-        self.prepare_run_dir()
         self.try_resume()
+        self.prepare_run_dir()
         every = int(self.config["eval"]["every_epochs"])
         every_steps = int(self.config["checkpoint"]["every_steps"])
         results: list[dict[str, Any]] = []
@@ -280,7 +363,7 @@ class Trainer:
             results = self.evaluate(final=True)
             self.release()
         finally:
-            self.logger.close()
+            self.close()
         return FitResult(self.run_dir, self.step, results)
 
     def _micro_batches(self) -> Iterator[dict[str, Any]]:
@@ -387,6 +470,24 @@ class Trainer:
                 f"Lower optim.lr, enable optim.clip_grad, or use train.precision=fp32."
             )
 
+    def _check_finite_weights(self, what: str) -> None:
+        """Stop (every rank alike) when a weight is NaN or infinite: a finite loss does not prove
+        the step after it was finite (``optim.lr=inf`` gives a finite first loss, NaN weights)."""
+        bad = [
+            name
+            for name, tensor in self.objective.state_dict().items()
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+        ]
+        if all_reduce_sum(float(bool(bad)), self.dist.device) > 0:
+            last = latest_checkpoint(self.checkpoint_dir)
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+            raise NonFiniteLossError(
+                f"non-finite weights after optimiser step {self.step} (epoch {self.epoch + 1}): "
+                f"{len(bad)} tensor(s) hold NaN or inf ({shown or 'on another rank'}); no {what} was "
+                f"written; {kept}. Lower optim.lr, enable optim.clip_grad, or use train.precision=fp32."
+            )
+
     # ------------------------------------------------------------------ evaluation and release
     def calibrate(self) -> None:
         """The view means a ``cvd.centre: inference`` model removes, measured on the training
@@ -415,6 +516,7 @@ class Trainer:
 
     def release(self) -> None:
         """Safetensors weights and the config that rebuilds the model, for users and `cvd test`."""
+        self._check_finite_weights("release")
         if self.dist.is_main:
             from cvd.models import save_release
 
@@ -485,30 +587,39 @@ def fit(config: dict[str, Any], resume: bool = False, overwrite: bool = False) -
     return Trainer(config, resume=resume, overwrite=overwrite).fit()
 
 
-# What a run writes into its folder: all of it belongs to one run, so a fresh run must not start
-# on top of another's (its log rows would be appended to the old ones, and a later --resume could
-# pick up the old run's last checkpoint).
-RUN_ARTEFACTS = (
-    "config.yaml",
-    "run_info.json",
-    "train_log.csv",
-    "eval_log.csv",
-    "results.json",
-    "checkpoints",
-    "eval",
-    "release",
-    "tensorboard",
-    "test",
-)
+def _on_every_rank(claim: Any, *args: Any) -> None:
+    """Run ``claim`` on rank 0 and raise its error (same type, same message) on every rank: the
+    other ranks must not train on, nor wait at a barrier for, a folder rank 0 was refused."""
+    failure: tuple[str, str] | None = None
+    error: CVDError | None = None
+    try:
+        if _is_main():
+            claim(*args)
+    except CVDError as caught:
+        error = caught
+        failure = (type(caught).__name__, str(caught))
+    failure = broadcast_object(failure)  # type: ignore[assignment]
+    if error is not None:
+        raise error
+    if failure is not None:
+        kinds = {cls.__name__: cls for cls in (ConfigError, RunFolderError, RunLockedError)}
+        raise kinds.get(failure[0], CVDError)(failure[1])
 
 
-def claim_run_dir(run_dir: Path, overwrite: bool, is_main: bool = True) -> None:
+def _is_main() -> bool:
+    import torch.distributed as dist
+
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def claim_run_dir(run_dir: Path, overwrite: bool) -> None:
     """Refuse to start a fresh run where another one lives, unless ``overwrite``: then clear it.
 
-    Only the run's own artefacts are removed; anything else a user put in the folder stays.
+    A fresh run must not start on top of another (its log rows would follow the old ones, and a
+    later --resume could pick up the old run's last checkpoint). ``overwrite`` removes only the
+    toolkit's own files of a folder marked as a run (:func:`cvd.engine.runfolder.remove_run`).
     """
-    found = [name for name in RUN_ARTEFACTS if (run_dir / name).exists()]
-    barrier()  # every rank has looked before rank 0 removes anything: all decide alike
+    found = run_artefacts(run_dir)
     if not found:
         return
     if not overwrite:
@@ -516,11 +627,4 @@ def claim_run_dir(run_dir: Path, overwrite: bool, is_main: bool = True) -> None:
             f"run folder {run_dir} already holds a run ({', '.join(found)}): pass --resume to "
             "continue it, --overwrite to start it again from scratch, or choose another name=/output_dir="
         )
-    if is_main:
-        for name in found:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-    barrier()
+    remove_run(run_dir)
