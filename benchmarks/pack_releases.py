@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
-from cvd.atomic import atomic_write_text
-from cvd.models.release import CONFIG_NAME, WEIGHTS_NAME
+from cvd.models.release import CONFIG_NAME, WEIGHTS_NAME, write_bound_release
 
 CONFIG_KEY = "cvd_config_yaml"
 
@@ -53,8 +52,7 @@ def unpack(packed: Path, runs: Path) -> list[Path]:
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(source)).items()}
         release = runs / source.stem / "release"
         release.mkdir(parents=True, exist_ok=True)
-        save_file(state, str(release / WEIGHTS_NAME), metadata={"format": "pt", "producer": "cvd"})
-        atomic_write_text(release / CONFIG_NAME, config)
+        write_bound_release(state, config, release)  # the config's hash goes into the weights
         written.append(release)
     return written
 

@@ -44,10 +44,9 @@ def test_loading_never_downloads_backbone_weights(tmp_path, make_config, monkeyp
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     config = make_config(backbone="test_vit")
-    save_release(build_model(config), config, tmp_path)
-    written = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    written["model"]["backbone"]["pretrained"] = True  # as a released config would say
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(written))
+    model = build_model(config)
+    config["model"]["backbone"]["pretrained"] = True  # as a released config would say
+    save_release(model, config, tmp_path)
     _, loaded_config = load_release(tmp_path)
     assert loaded_config["model"]["backbone"]["pretrained"] is True
 

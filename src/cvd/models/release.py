@@ -3,11 +3,20 @@
 safetensors because a release is loaded by people who did not make it: it runs no pickled code.
 The config travels with the weights so that the model is rebuilt exactly (backbone, head, CVD
 switches), and loading is strict: a file from another model is an error, not a partial load.
+
+The two files are bound: the weights' metadata holds the SHA-256 of the exact config text
+(``cvd_config_sha256``), checked on every load, so an edited config.yaml (another ``query_size``,
+normalisation, head) cannot silently change what the weights compute. The release's identity
+(``cvd.geo.embedders.release_identity``) hashes both files, so it covers the binding too.
+Releases written before the binding (no such metadata) still load, with a warning that their
+config cannot be checked.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +31,15 @@ from cvd.errors import CheckpointError, CVDError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
+CONFIG_HASH_KEY = "cvd_config_sha256"
+
+LOGGER = logging.getLogger("cvd")
+
+
+def config_digest(text: str | bytes) -> str:
+    """SHA-256 of a release config's exact text (what the weights' metadata records)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -39,8 +57,6 @@ def _plain(value: Any) -> Any:
 
 def save_release(model: nn.Module, config: Mapping[str, Any], directory: str | os.PathLike[str]) -> Path:
     """Write `model.safetensors` + `config.yaml` into `directory`; returns the weights path."""
-    from safetensors.torch import save_file
-
     # A release must load into a plain model: unwrap DDP / DataParallel and torch.compile.
     while isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
         model = model.module
@@ -49,10 +65,44 @@ def save_release(model: nn.Module, config: Mapping[str, Any], directory: str | o
     directory.mkdir(parents=True, exist_ok=True)
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in model.state_dict().items()}
     weights_path = directory / WEIGHTS_NAME
-    with atomic_output(weights_path) as temporary:
-        save_file(state, str(temporary), metadata={"format": "pt", "producer": "cvd"})
-    atomic_write_text(directory / CONFIG_NAME, yaml.safe_dump(_plain(config), sort_keys=False))
+    config_text = yaml.safe_dump(_plain(config), sort_keys=False)
+    write_bound_release(state, config_text, directory)
     return weights_path
+
+
+def write_bound_release(state: Mapping[str, torch.Tensor], config_text: str, directory: Path) -> None:
+    """Weights (with the config's hash in their metadata) then the config, both atomically."""
+    from safetensors.torch import save_file
+
+    metadata = {"format": "pt", "producer": "cvd", CONFIG_HASH_KEY: config_digest(config_text)}
+    with atomic_output(directory / WEIGHTS_NAME) as temporary:
+        save_file(dict(state), str(temporary), metadata=metadata)
+    atomic_write_text(directory / CONFIG_NAME, config_text)
+
+
+def check_binding(weights_path: Path, config_path: Path) -> None:
+    """Refuse a release whose config.yaml is not the one its weights were saved with."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as handle:
+            expected = (handle.metadata() or {}).get(CONFIG_HASH_KEY)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{weights_path}: corrupt or not a safetensors file: {error}") from error
+    if expected is None:
+        LOGGER.warning(
+            "%s predates config binding (no %s in its metadata): %s cannot be checked against it",
+            weights_path,
+            CONFIG_HASH_KEY,
+            config_path,
+        )
+        return
+    if config_digest(config_path.read_bytes()) != expected:
+        raise CheckpointError(
+            f"{config_path}: changed since the release was written (its SHA-256 is not the one "
+            f"recorded in {weights_path}); an edited config can change preprocessing and results "
+            "silently. Restore the original config.yaml, or train/export a new release"
+        )
 
 
 def _release_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -115,6 +165,7 @@ def load_release(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
         raise CheckpointError(
             f"{weights_path}: does not match the model of {config_path}: {'; '.join(details)}"
         )
+    check_binding(weights_path, config_path)
     with torch.no_grad():
         model.load_state_dict(state, strict=True)
     return model.eval(), config
