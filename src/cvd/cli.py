@@ -1,7 +1,9 @@
 """The `cvd` command: one sub-command per module under `cvd.commands`.
 
 Each sub-command module exposes `add_parser(subparsers)` and keeps its heavy imports inside
-its `run(args)` function, so `cvd --help` stays fast.
+its `run(args)` function, so `cvd --help` stays fast. Conventions shared by all commands: stdout
+carries data only (see `cvd.engine.console`), `--json` where a script reads the result,
+`--no-progress` where bars are drawn, exit status 2 for usage and input errors.
 """
 
 from __future__ import annotations
@@ -50,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
+        # a missing command is a usage error, as a missing action (`cvd index`) is for argparse
+        parser.print_help(sys.stderr)
+        return 2
+    from cvd.engine.console import allow_progress
+
+    previous = allow_progress(not getattr(args, "no_progress", False))
     try:
         result = args.run(args)
     except CVDError as error:
@@ -60,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        allow_progress(previous)
     return int(result or 0)
 
 

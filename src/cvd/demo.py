@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ VARIANTS = (("Sample4Geo", "sample4geo", False), ("Sample4Geo+CVD", "sample4geo_
 
 
 def _stage(number: int, total: int, text: str) -> None:
-    print(f"[{number}/{total}] {text}", flush=True)
+    print(f"[{number}/{total}] {text}", file=sys.stderr, flush=True)
 
 
 def demo_configs(
@@ -103,17 +104,17 @@ def run_demo(
     results: dict[str, list[dict[str, Any]]] = {}
     run_dirs: dict[str, Path] = {}
     configs = demo_configs(data_root, out / "runs", size, seed, list(overrides or []))
-    print("    reference: the ImageNet weights before any training", flush=True)
+    print("    reference: the ImageNet weights before any training", file=sys.stderr, flush=True)
     results[UNTRAINED] = evaluate_untrained(configs[0][1])
     for line in results[UNTRAINED]:
-        print("    " + line["summary"], flush=True)
+        print("    " + line["summary"], file=sys.stderr, flush=True)
     for number, (label, config) in enumerate(configs, start=2):
         _stage(number, 4, f"training {label} ({size.epochs} epochs, CPU) and evaluating it")
         result = fit(config, overwrite=True)  # the demo's own folder: a rerun starts afresh
         results[label] = result.results
         run_dirs[label] = result.run_dir
         for line in result.results:
-            print("    " + line["summary"], flush=True)
+            print("    " + line["summary"], file=sys.stderr, flush=True)
 
     _stage(4, 4, "writing the report (with the CVD run's disentanglement analysis)")
     from cvd.analysis.run import analyze
@@ -121,7 +122,8 @@ def run_demo(
     analysis = analyze(run_dirs[VARIANTS[1][0]], data_root, out / "report" / "analysis")
     report = write_demo_report(out / "report", results, run_dirs, data_root, size, seed, analysis)
     minutes = (time.perf_counter() - started) / 60
-    print(f"done in {minutes:.1f} min. Report: {report}")
+    print(f"done in {minutes:.1f} min. Report:", file=sys.stderr, flush=True)
+    print(report)  # the one line of data: where the report is
     return report
 
 

@@ -39,6 +39,21 @@ class NonFiniteLossError(CVDError):
     """Training produced a NaN or infinite loss."""
 
 
+class OptionError(ConfigError, ValueError):
+    """A keyword option has a value it does not accept; `key` and `value` name it for the message.
+
+    Also a ValueError, so Python callers that construct objects directly can catch it as one.
+    """
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        super().__init__(f"{key}={value!r}: {reason}")
+        self.key, self.value, self.reason = key, value, reason
+
+
+class MissingExtraError(CVDError):
+    """An optional dependency a feature needs is not installed; the message names the extra."""
+
+
 class RunLockedError(CVDError):
     """Another process is using the run folder (it holds the folder's lock)."""
 

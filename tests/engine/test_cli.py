@@ -107,3 +107,30 @@ def test_every_option_of_every_command_has_help_text():
 
     walk(build_parser(), [])
     assert not missing, missing
+
+
+def test_test_json_prints_the_results_file_and_nothing_else(tiny_config, tmp_path):
+    import torch
+
+    from cvd.config import load_config
+    from cvd.models import build_model, save_release
+
+    config = load_config(str(tiny_config()), [])
+    torch.manual_seed(0)
+    save_release(build_model(config).eval(), config, tmp_path / "release")
+    out = tmp_path / "results.json"
+    tested = cvd("test", "--model", str(tmp_path / "release"), "--json", "--out", str(out))
+    assert tested.returncode == 0, tested.stderr
+    printed = json.loads(tested.stdout)  # the whole of stdout is one JSON document
+    assert printed == json.loads(out.read_text())
+    assert [r["split"] for r in printed] == ["drone->satellite", "satellite->drone"]
+    assert f"results: {out}" in tested.stderr
+
+
+def test_bad_data_option_names_the_key_and_value_in_one_line(tiny_config, capsys):
+    from cvd.cli import main
+
+    assert main(["fit", "--config", str(tiny_config()), "data.options.query_view=sky"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "data.options.query_view='sky': must be 'drone' or 'street'" in err

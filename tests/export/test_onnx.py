@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch
 from PIL import Image
 
 from cvd.cli import main
-from cvd.errors import CheckpointError
+from cvd.errors import CheckpointError, ConfigError, MissingExtraError
 from cvd.export import ExportError, OnnxEmbedder, export_onnx, onnx_metadata
 from cvd.geo.embedders import release_identity
 
@@ -138,7 +139,9 @@ def test_cli_export_then_localize_with_onnx_matches_pytorch(tiny_run, tmp_path, 
     assert (
         main(["export", "--model", str(tiny_run), "--format", "onnx", "--out", str(tmp_path / "q.onnx")]) == 0
     )
-    assert "parity vs PyTorch on scikit-image samples" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "parity vs PyTorch on 6 renders of synthetic town" in printed
+    assert "input: N x 3x64x64" in printed  # the fixed size, stated where the user sees it
     queries = [str(tmp_path / f"t{i}.png") for i in (2, 7)]
     assert main(["localize", "--index", str(tmp_path / "idx"), *queries]) == 0
     torch_records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -177,3 +180,40 @@ def test_index_built_from_a_satellite_onnx_export(tiny_run, tmp_path):
     assert (
         GalleryIndex.load(tmp_path / "idx").model["identity"] == report.identity == release_identity(tiny_run)
     )
+
+
+def test_onnx_embedder_states_its_fixed_size_and_resizes_images(drone_onnx):
+    path, report = drone_onnx
+    assert report.input_size == (3, 64, 64)
+    embedder = OnnxEmbedder(path, "drone")
+    wrong = np.zeros((1, 3, 96, 96), dtype=np.float32)
+    with pytest.raises(ConfigError, match=r"drone\.onnx: takes images of 3x64x64 \(its fixed export size\)"):
+        embedder.embed(wrong)
+    # localization's path: any photo is resized to the export size by the file's own transform
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8))
+    batch = torch.stack([embedder.transform(photo)])
+    assert tuple(batch.shape) == (1, 3, 64, 64) and embedder.embed(batch).shape[0] == 1
+
+
+def test_default_parity_check_needs_no_scikit_image(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)
+    monkeypatch.setitem(sys.modules, "skimage.data", None)
+    report = export_onnx(tiny_run, tmp_path / "q.onnx")
+    assert report.n_check_images == 6 and "synthetic town" in report.check_source
+    assert report.max_abs_diff < 1e-4 and (tmp_path / "q.onnx").is_file()
+
+
+def test_export_without_the_onnx_extra_is_one_line(tiny_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnx", None)  # onnx not installed
+    code = main(["export", "--model", str(tiny_run), "--out", str(tmp_path / "q.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("cvd export: error: cvd export needs the onnx extra: pip install 'cvd[onnx]'")
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_onnx_model_without_onnxruntime_names_the_extra(drone_onnx, monkeypatch):
+    path, _ = drone_onnx
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingExtraError, match=r"running an \.onnx model needs the onnx extra: pip install"):
+        OnnxEmbedder(path, "drone")

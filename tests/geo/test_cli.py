@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -143,7 +145,9 @@ def test_cut_and_info_commands(built_index, map_image, tmp_path, capsys):
     assert "tiles ->" in capsys.readouterr().out
     assert (tmp_path / "cut" / "tiles.csv").read_text().startswith("id,path,lat,lon,north,west,south,east")
     assert main(["index", "info", str(built_index)]) == 0
-    assert "verified (35 tiles)" in capsys.readouterr().out
+    info = capsys.readouterr()
+    assert "verified (35 tiles)" in info.err  # a note: stdout is for the data
+    assert "tiles:   35 (0 skipped)" in info.out and "verified" not in info.out
 
 
 def test_localize_with_another_model_fails_in_one_line(
@@ -216,7 +220,7 @@ def test_torchrun_ranks_share_the_build_and_rank0_merges(
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert main(command) == 0
-    assert "rank 1: shards done" in capsys.readouterr().out
+    assert "rank 1: shards done" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "idx" / "shards").glob("*.npz")) == ["shard-000001.npz"]
     assert not (tmp_path / "idx" / "manifest.json").exists()
     monkeypatch.setenv("RANK", "0")
@@ -238,3 +242,68 @@ def test_query_folders_are_expanded_in_order(tmp_path):
         str(tmp_path / "sub" / "c.JPEG"),
         "missing.jpg",
     ]
+
+
+def test_index_info_json_is_pure_json_on_stdout(built_index):
+    # as a script pipes it: `cvd index info --json IDX | python -m json.tool`
+    result = subprocess.run(
+        [sys.executable, "-m", "cvd", "index", "info", "--json", str(built_index)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads((built_index / "manifest.json").read_text())
+    assert "verified (35 tiles)" in result.stderr
+
+
+def test_localize_json_ends_stdout_with_the_summary(built_index, map_image, tmp_path, capsys):
+    north, west, south, east = (float(v) for v in CORNERS.split(","))
+    query = tmp_path / "q.png"
+    Image.open(map_image).crop((96, 64, 160, 128)).save(query)
+    lat, lon = north - 96 * (north - south) / 192, west + 128 * (east - west) / 256
+    (tmp_path / "gt.csv").write_text(f"path,lat,lon\nq.png,{lat!r},{lon!r}\n")
+    command = ["localize", "--index", str(built_index), str(query), "--gt", str(tmp_path / "gt.csv")]
+    assert main([*command, "--json"]) == 0
+    out = capsys.readouterr()
+    lines = [json.loads(line) for line in out.out.splitlines()]  # every stdout line is JSON
+    assert len(lines) == 2 and lines[0]["ok"] is True
+    summary = lines[1]["summary"]
+    assert summary["n_queries"] == 1 and summary["n_with_gt"] == 1 and summary["Dis@1"] < 140.0
+    assert "Dis@1" not in out.err
+    assert main([*command, "--out", str(tmp_path / "q.jsonl"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"] == summary  # stdout: the summary alone
+    assert main(command) == 0  # without --json: the summary is text for a person, on stderr
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 1 and "n_with_gt: 1" in out.err
+
+
+def test_index_build_errors_are_not_blamed_on_index_type(
+    tiny_release, tmp_path, helpers, monkeypatch, capsys
+):
+    tiles = helpers.grid_tiles(tmp_path / "tiles", 6)
+    lines = ["id,path,lat,lon", *(f"{t.id},{t.path},{t.lat},{t.lon}" for t in tiles)]
+    (tmp_path / "tiles.csv").write_text("\n".join(lines) + "\n")
+    command = ["index", "build", "--model", str(tiny_release), "--tiles", str(tmp_path / "tiles.csv")]
+    # an index type that does not suit the gallery is the flag's fault, and says so
+    assert main([*command, "--out", str(tmp_path / "a"), "--index-type", "ivfpq", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--index-type ivfpq: ivfpq needs at least" in err
+    # a ValueError from elsewhere (here: a RANK outside WORLD_SIZE) says what is wrong, not --index-type
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "3")
+    assert main([*command, "--out", str(tmp_path / "b"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "rank 3 outside world of size 2" in err
+    assert "--index-type" not in err and "Traceback" not in err
+
+
+def test_geotiff_without_the_geotiff_extra_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "city.tif").write_bytes(b"II*\x00")
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # rasterio not installed
+    code = main(["index", "cut", "--map", str(tmp_path / "city.tif"), "--out", str(tmp_path / "cut")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"{tmp_path / 'city.tif'}: reading a GeoTIFF-type map needs the geotiff extra" in err
+    assert "pip install 'cvd[geotiff]'" in err

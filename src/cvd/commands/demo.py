@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cvd.commands import add_no_progress
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``cvd demo``."""
@@ -19,6 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help="a smaller world (48 locations) and 3 epochs (~1-2 min)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of training")
+    add_no_progress(parser)
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for both runs, e.g. optim.lr=1e-4"
     )

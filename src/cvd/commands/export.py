@@ -11,9 +11,11 @@ examples:
   cvd export --model release/ --format onnx --out q.onnx --check-images photo1.jpg photo2.jpg
 
 Only the embedder of one branch is exported (no CVD decoders). The file is written only if
-onnxruntime matches PyTorch to --atol (max absolute difference) on real images: scikit-image's
-sample photographs, or --check-images. `cvd localize --model FILE.onnx` then runs without the
-PyTorch model; `cvd index build --model FILE.onnx` needs a --view satellite export.
+onnxruntime matches PyTorch to --atol (max absolute difference) on structured images: renders
+of the toolkit's synthetic town, or --check-images. The batch size is free, the image size fixed
+to the model's evaluation size (printed; stored in the file): `cvd localize --model FILE.onnx`
+and `cvd index build --model FILE.onnx` resize every image to it. Needs the onnx extra
+(pip install 'cvd[onnx]'); `cvd index build` needs a --view satellite export.
 """
 
 
@@ -36,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="whose branch to export (default drone = the query branch)",
     )
     parser.add_argument(
-        "--check-images", nargs="+", help="images for the parity check (default: skimage samples)"
+        "--check-images", nargs="+", help="images for the parity check (default: synthetic renders)"
     )
     parser.add_argument("--atol", type=float, default=1e-4, help="allowed max abs difference (default 1e-4)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         f"exported {report.view} embedder -> {report.path}\n"
         f"parity vs PyTorch on {report.check_source}: max |diff| {report.max_abs_diff:.2e} "
         f"(allowed {args.atol:.0e}), min cosine {report.min_cosine:.6f}\n"
+        f"input: N x {'x'.join(map(str, report.input_size))} (N free; height and width fixed: "
+        "resize images to them, as cvd localize does)\n"
         f"model identity {report.identity}"
     )
     return 0

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cvd.commands import add_no_progress
+
 EPILOG = """\
 examples:
   cvd fit --config configs/university1652/sample4geo_cvd.yaml data.root=/data/University-Release
@@ -40,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="start from scratch where a run of the same name exists (its checkpoints and logs are removed)",
     )
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_no_progress(parser)
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=5e-4"
     )

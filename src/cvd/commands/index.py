@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cvd.commands import add_no_progress
+
 EPILOG = """\
 examples:
   cvd index build --model runs/u1652 --tiles tiles/tiles.csv --out gallery_index
@@ -92,19 +94,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=24 * 3600.0,
         help="seconds rank 0 waits for other ranks' shards (torchrun only)",
     )
-    build.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_no_progress(build, deprecated=("--quiet", "-q"))
     _add_map_options(build)
     build.set_defaults(run=run_build)
 
     cut = actions.add_parser("cut", help="cut a map into geo-referenced tiles + tiles.csv")
     cut.add_argument("--map", required=True, help="a GeoTIFF, or an image with --corners")
     cut.add_argument("--out", "-o", required=True, help="folder for tiles/ and tiles.csv")
-    cut.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_no_progress(cut, deprecated=("--quiet", "-q"))
     _add_map_options(cut)
     cut.set_defaults(run=run_cut)
 
     info = actions.add_parser("info", help="show an index's manifest and verify its files")
     info.add_argument("index", help="index folder")
+    info.add_argument("--json", action="store_true", help="print the whole manifest as JSON (for scripts)")
     info.set_defaults(run=run_info)
 
 
@@ -133,7 +136,7 @@ def _cut(args: argparse.Namespace, out_dir: str) -> list:
             corners=args.corners,
             tile_format=args.tile_format,
             resize_px=args.resize,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )
     except ValueError as error:
         raise ConfigError(f"--map {args.map}: {error}") from None
@@ -157,16 +160,20 @@ def _dataset_tiles(args: argparse.Namespace) -> list:
 def run_build(args: argparse.Namespace) -> int:
     """Gather the tiles, embed them (resumably, sharded across ranks), write the index."""
     import os
+    import sys
     from pathlib import Path
 
-    from cvd.errors import ConfigError
+    from cvd.errors import ConfigError, GalleryIndexError
     from cvd.geo.build import build_index, check_index_folder
     from cvd.geo.embedders import load_embedder
     from cvd.geo.gallery import read_tiles_csv
-    from cvd.geo.index import IndexParams
+    from cvd.geo.index import IndexParams, IndexTypeError
 
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    for flag, value in (("--batch-size", args.batch_size), ("--shard-size", args.shard_size)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
     check_index_folder(args.out)  # before cutting a map into it
     if args.tiles:
         tiles = read_tiles_csv(args.tiles)
@@ -197,12 +204,14 @@ def run_build(args: argparse.Namespace) -> int:
             rank=rank,
             world_size=world_size,
             wait_s=args.wait if world_size > 1 else 0.0,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )
-    except ValueError as error:
+    except IndexTypeError as error:
         raise ConfigError(f"--index-type {args.index_type}: {error}") from None
+    except ValueError as error:  # what went wrong is in the message; it is not the flag's fault
+        raise GalleryIndexError(f"{args.out}: cannot build the index: {error}") from None
     if index is None:
-        print(f"rank {rank}: shards done; rank 0 merges them into {args.out}")
+        print(f"rank {rank}: shards done; rank 0 merges them into {args.out}", file=sys.stderr)
         return 0
     manifest = index.manifest
     print(
@@ -222,12 +231,22 @@ def run_cut(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    """Print the manifest after verifying the index files against it."""
+    """Verify the index files against the manifest, then print it (stdout: data; the verdict: stderr)."""
     import json
+    import sys
 
     from cvd.geo.index import GalleryIndex
 
     index = GalleryIndex.load(args.index)
-    print(json.dumps(index.manifest, indent=2))
-    print(f"ok: {args.index} verified ({len(index.tiles)} tiles)")
+    manifest = index.manifest
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    else:
+        model, skipped = manifest["model"], manifest.get("build", {}).get("n_tiles_failed", 0)
+        print(f"index:   {args.index} (created {manifest.get('created', '?')})")
+        print(f"type:    {manifest['index']['type']} {json.dumps(manifest['index']['params'])}")
+        print(f"tiles:   {manifest['tiles']['count']} ({skipped} skipped)")
+        print(f"model:   {model['identity']} ({model['view']}, {model['embedding_dim']}-d)")
+        print(f"source:  {model.get('source', '')}")
+    print(f"ok: {args.index} verified ({len(index.tiles)} tiles)", file=sys.stderr)
     return 0

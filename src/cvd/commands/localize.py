@@ -14,8 +14,9 @@ One JSON line per query: estimated lat/lon, confidence, method (top1 or weighted
 tiles with scores; with --gt also error_m (haversine) and top1_error_m. A query that cannot be
 read gets {"ok": false, "error": ...} and the others are still answered; the exit status is 1
 when any query failed. --gt CSV columns: path (or image), lat, lon; queries are matched by path,
-then by file name. The summary (printed to stderr, or --summary FILE) gives Game4Loc's Dis@1/3/5
-and SDM@1/3/5 plus mean/median error. Definitions: docs/localization.md.
+then by file name. The summary (with --gt or --summary) gives Game4Loc's Dis@1/3/5 and
+SDM@1/3/5 plus mean/median error: as text on stderr, as JSON to --summary FILE, or with --json
+as one last JSON line {"summary": {...}} on stdout. Definitions: docs/localization.md.
 """
 
 
@@ -40,7 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", "-o", help="JSON-lines file (default: stdout)")
     parser.add_argument("--png", help="folder for one figure per query (query, top-k tiles, map)")
     parser.add_argument("--gt", help="CSV of true positions: path (or image), lat, lon")
-    parser.add_argument("--summary", help="JSON file for the summary (default: stderr)")
+    parser.add_argument("--summary", help="JSON file for the summary (default: text on stderr)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='summary as a last JSON line {"summary": ...} on stdout, after the query lines',
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="queries per forward pass (default 16)")
     parser.add_argument("--agree-radius", type=float, help="metres (default 1.5x the gallery's tile spacing)")
     parser.add_argument("--ef-search", type=int, help="HNSW search breadth (overrides the index's)")
@@ -131,11 +137,26 @@ def run(args: argparse.Namespace) -> int:
     failed = [r for r in results if r.error is not None]
     for result in failed:
         print(f"cvd localize: {result.error}", file=sys.stderr)
-    if ground_truth is not None or args.summary:
+    if ground_truth is not None or args.summary or args.json:
         summary = summarize(results, index)
-        text = json.dumps(summary, indent=2)
         if args.summary:
-            atomic_write_text(args.summary, text + "\n")
-        else:
-            print(text, file=sys.stderr)
+            atomic_write_text(args.summary, json.dumps(summary, indent=2) + "\n")
+        if args.json:
+            print(json.dumps({"summary": summary}))
+        elif not args.summary:
+            print(summary_text(summary), file=sys.stderr)
     return 1 if failed else 0
+
+
+def summary_text(summary: dict) -> str:
+    """The summary for a person: one `name: value` line per entry, nested ones flattened."""
+    lines = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{inner}: {_number(item)}" for inner, item in value.items())
+        lines.append(f"{key}: {_number(value)}")
+    return "\n".join(lines)
+
+
+def _number(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -11,6 +11,8 @@ import ast
 import os
 from typing import Any
 
+from cvd.commands import add_no_progress
+
 LAYOUT_CHOICES = ("university1652", "sues200", "cvusa")
 
 
@@ -64,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace another synthetic dataset found in --out"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
     parser.set_defaults(run=run)
     sub = parser.add_subparsers(dest="synth_command", metavar="preview")
     preview = sub.add_parser(
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from cvd.errors import ConfigError
 
     if not args.out:
-        raise ConfigError("cvd synth: --out DIR is required (the dataset root to write)")
+        raise ConfigError("--out DIR is required (the dataset root to write)")
     options = parse_options(args.set)
     options.setdefault("workers", args.workers)
     root = generate(

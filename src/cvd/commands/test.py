@@ -12,7 +12,8 @@ examples:
   cvd test --model runs/x/checkpoints/step-00001000.ckpt      # a training checkpoint
 
 --model takes a run folder (its release/), a release folder or .safetensors file, or a .ckpt.
-Results are printed and written as JSON (default: <run>/test/<dataset>-<variant>.json).
+Results are printed and written as JSON (default: <run>/test/<dataset>-<variant>.json); with
+--json stdout carries that JSON only (`cvd test --model RUN --json | jq '.[0]["R@1"]'`).
 """
 
 
@@ -32,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", help="JSON file for the results")
     parser.add_argument(
+        "--json", action="store_true", help="print the results as JSON on stdout instead of a table"
+    )
+    parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. data.root=..."
     )
     parser.set_defaults(run=run)
@@ -39,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, resolve the evaluation config, evaluate, print and save the results."""
+    import sys
     from pathlib import Path
 
     from cvd.engine.console import setup_console_logging
@@ -51,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         out=Path(args.out) if args.out else None,
     )
+    if path is None:  # not rank 0: the results are rank 0's to report
+        return 0
+    if args.json:
+        print(path.read_text().rstrip("\n"))  # the very JSON written to the file
+        print(f"results: {path}", file=sys.stderr)
+        return 0
     for result in results:
         print(result["summary"])
-    if path is not None:
-        print(f"results: {path}")
+    print(f"results: {path}")
     return 0

@@ -10,6 +10,7 @@ import numpy as np
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit
+from cvd.errors import OptionError
 
 CVACT_UTM_CRS = "EPSG:32755"
 """CVACT's `utm` coordinates: WGS 84 / UTM zone 55 south (Canberra lies at about 149.1 E, 35.3 S)."""
@@ -49,10 +50,10 @@ class CVACT:
         self, root: str | os.PathLike, split: str = "val", strict: bool = False, utm_columns: str = "auto"
     ) -> None:
         if split not in ("val", "test"):
-            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+            raise OptionError("split", split, "must be 'val' or 'test'")
         if utm_columns not in ("auto", "easting_northing", "northing_easting"):
-            raise ValueError(
-                f"utm_columns must be auto, easting_northing or northing_easting, got {utm_columns!r}"
+            raise OptionError(
+                "utm_columns", utm_columns, "must be auto, easting_northing or northing_easting"
             )
         self.root = Path(root).expanduser()
         self.split = split

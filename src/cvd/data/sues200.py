@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cvd.data.layout import LayoutCheck
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
+from cvd.errors import OptionError
 
 logger = logging.getLogger("cvd.data")
 
@@ -66,14 +67,15 @@ class SUES200:
         strict: bool = False,
     ) -> None:
         self.root = Path(root).expanduser()
-        self.altitudes = [altitude] if isinstance(altitude, int) else list(altitude)
-        for height in self.altitudes:
-            if height not in ALTITUDES:
-                raise ValueError(f"SUES-200 altitude must be one of {ALTITUDES}, got {height}")
+        self.altitudes = list(altitude) if isinstance(altitude, list | tuple) else [altitude]
+        if any(height not in ALTITUDES for height in self.altitudes):
+            raise OptionError(
+                "altitude", altitude, f"SUES-200 altitudes are {', '.join(map(str, ALTITUDES))}"
+            )
         if layout not in ("auto", "raw", "split"):
-            raise ValueError(f"layout must be 'auto', 'raw' or 'split', got {layout!r}")
+            raise OptionError("layout", layout, "must be 'auto', 'raw' or 'split'")
         if train_ids is not None and train_fraction is not None:
-            raise ValueError("give train_ids or train_fraction, not both")
+            raise OptionError("train_fraction", train_fraction, "give train_ids or train_fraction, not both")
         self.strict = strict
         self.layout = self._detect(layout)
         # per altitude: folder key -> location -> images

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cvd.data.layout import LayoutCheck
 from cvd.data.records import JUNK_LABEL, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
+from cvd.errors import OptionError
 
 logger = logging.getLogger("cvd.data")
 
@@ -44,7 +45,7 @@ class University1652:
 
     def __init__(self, root: str | os.PathLike, query_view: str = "drone", strict: bool = False) -> None:
         if query_view not in ("drone", "street"):
-            raise ValueError(f"query_view must be 'drone' or 'street', got {query_view!r}")
+            raise OptionError("query_view", query_view, "must be 'drone' or 'street'")
         self.root = Path(root).expanduser()
         self.query_view = query_view
         self.strict = strict

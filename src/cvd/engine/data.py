@@ -20,7 +20,7 @@ from cvd.baselines.base import Recipe
 from cvd.data import PairDataset, build_dataset, build_sampler, collate_skipping
 from cvd.engine.distributed import DistContext, all_reduce_sum
 from cvd.engine.validation import hold_out, query_view_of, validation_splits
-from cvd.errors import ConfigError
+from cvd.errors import ConfigError, OptionError
 
 LOGGER = logging.getLogger("cvd")
 
@@ -35,7 +35,10 @@ def dataset_from_config(config: Mapping[str, Any]) -> Any:
         )
     options = dict(data.get("options") or {})
     options.setdefault("strict", bool(data.get("strict_images", False)))
-    return build_dataset(data["dataset"], root=data["root"], **options)
+    try:
+        return build_dataset(data["dataset"], root=data["root"], **options)
+    except OptionError as error:  # the dataset names its own option; the user wrote data.options.<key>
+        raise ConfigError(f"data.options.{error.key}={error.value!r}: {error.reason}") from None
 
 
 class SeededItems(Dataset):

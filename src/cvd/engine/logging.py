@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cvd.atomic import atomic_output
+from cvd.errors import MissingExtraError
+from cvd.extras import require_extra
 
 LOGGER = logging.getLogger("cvd")
 
@@ -69,11 +71,11 @@ class RunLogger:
         self.tensorboard = None
         if enabled:
             try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tensorboard = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-            except ImportError:
-                LOGGER.debug("tensorboard is not installed; logging to CSV only")
+                board = require_extra("torch.utils.tensorboard", "tensorboard", "TensorBoard logging")
+            except MissingExtraError as error:  # optional: the CSV logs hold the same numbers
+                LOGGER.debug("%s; logging to CSV only", error)
+            else:
+                self.tensorboard = board.SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
     def log_train(self, step: int, values: Mapping[str, float]) -> None:
         if not self.enabled:

@@ -34,8 +34,8 @@ from cvd.baselines import LossContext, get_recipe
 from cvd.config import save_config
 from cvd.engine.checkpoint import (
     capture_rng_state,
-    list_checkpoints,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -300,12 +300,21 @@ class Trainer:
         resumed, yet it would be the newest and be named the last good one)."""
         self._check_finite_weights("checkpoint")
         if self.dist.is_main:
-            save_checkpoint(
-                self.state_dict(),
-                self.checkpoint_dir,
-                self.step,
-                int(self.config["checkpoint"]["keep_last"]),
-            )
+            try:
+                save_checkpoint(
+                    self.state_dict(),
+                    self.checkpoint_dir,
+                    self.step,
+                    int(self.config["checkpoint"]["keep_last"]),
+                )
+            except (OSError, RuntimeError) as error:  # torch reports a full disk as a RuntimeError
+                last = latest_checkpoint(self.checkpoint_dir)
+                kept = f"the last complete checkpoint is {last}" if last else "no checkpoint was written yet"
+                raise CheckpointError(
+                    f"cannot write the checkpoint of step {self.step} in {self.checkpoint_dir} "
+                    f"({' '.join(str(error).split())}; disk full?); nothing half-written was left, "
+                    f"{kept}: free space, then continue with --resume"
+                ) from error
         barrier()
 
     def try_resume(self) -> None:

@@ -2,12 +2,16 @@
 
 Only `RetrievalModel.embedder(view)` is exported: backbone, content projection and head; no
 viewpoint branch, no decoders (CVD adds nothing at inference). The batch dimension is dynamic,
-the image size fixed to the model's evaluation size (localization resizes every image to it).
+the image size fixed to the model's evaluation size: tracing records size-dependent steps
+(ViT position-embedding resampling, LPN/FSRA part partitions, pooling windows) as constants, so
+a graph with dynamic height/width would run at other sizes and silently compute something else.
+The size is stored with the preprocessing; `OnnxEmbedder` (`cvd localize`, `cvd index build`)
+resizes every image to it and names it when handed a tensor of another size.
 
-An export is only written when onnxruntime reproduces PyTorch on real photographs (scikit-image's
-sample images, or the operator's own `check_images`) to within `atol` (default 1e-4, max absolute
-difference over all embedding components): random-noise inputs can hide differences that real
-image statistics expose (saturating activations, BatchNorm ranges).
+An export is only written when onnxruntime reproduces PyTorch on structured images (aerial
+renders of the toolkit's synthetic town, or the operator's own `check_images`) to within `atol`
+(default 1e-4, max absolute difference over all embedding components): random-noise inputs can
+hide differences that real image statistics expose (saturating activations, BatchNorm ranges).
 
 The legacy TorchScript exporter is used (`dynamo=False`): the dynamo exporter needs onnxscript,
 which is not a dependency, and the TorchScript path handles timm CNNs and ViTs at opset 17.
@@ -29,12 +33,15 @@ from PIL import Image
 from cvd.atomic import atomic_output
 from cvd.errors import CVDError
 from cvd.export.runtime import METADATA_PREFIX, OnnxEmbedder
+from cvd.extras import require_extra
 from cvd.geo.embedders import TorchEmbedder
 from cvd.geo.images import read_rgb
 
 OPSET = 17
 PARITY_ATOL = 1e-4
-SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
+SAMPLE_SEED = 7  # the synthetic town rendered for the default parity check
+SAMPLE_LOCATIONS = 2  # x (satellite + 2 drone views) = 6 images
+SAMPLE_SIZE = 160
 
 
 class ExportError(CVDError):
@@ -50,17 +57,21 @@ class ExportReport:
     min_cosine: float
     n_check_images: int
     check_source: str
+    input_size: tuple[int, int, int]  # (channels, height, width) the graph accepts, fixed
 
 
 def sample_images() -> list[Image.Image]:
-    """Real photographs bundled with scikit-image (no download), as RGB PIL images."""
-    try:
-        import skimage.data
-    except ImportError:
-        raise ExportError(
-            "the parity check needs real images: install scikit-image or pass --check-images"
-        ) from None
-    return [Image.fromarray(getattr(skimage.data, name)()).convert("RGB") for name in SAMPLE_IMAGES]
+    """Satellite and drone renders of a fixed synthetic town: no download, no extra dependency."""
+    from cvd.data.synthetic import LocationRenderer, SynthOptions, World, plan_dataset
+
+    options = SynthOptions()
+    specs = plan_dataset("university1652", SAMPLE_LOCATIONS, 2, SAMPLE_SEED, options)
+    renderer = LocationRenderer(World(SAMPLE_SEED, options), SAMPLE_SIZE, options)
+    images = []
+    for spec in specs[:SAMPLE_LOCATIONS]:
+        rendered = renderer.render(spec, only={"satellite", "drone"})
+        images.extend(Image.fromarray(rendered.images[key]).convert("RGB") for key in sorted(rendered.images))
+    return images
 
 
 def export_onnx(
@@ -72,7 +83,8 @@ def export_onnx(
     opset: int = OPSET,
 ) -> ExportReport:
     """Write `out` (.onnx) for `view`'s branch of released weights, after a parity check."""
-    import onnx
+    onnx = require_extra("onnx", "onnx", "cvd export")
+    require_extra("onnxruntime", "onnx", "cvd export (its parity check)")
 
     torch_embedder = TorchEmbedder.from_release(model_path, view)
     if check_images:
@@ -80,7 +92,7 @@ def export_onnx(
         source = f"{len(images)} given image(s)"
     else:
         images = sample_images()
-        source = f"scikit-image samples ({', '.join(SAMPLE_IMAGES)})"
+        source = f"{len(images)} renders of synthetic town {SAMPLE_SEED}"
     batch = torch.stack([torch_embedder.transform(image) for image in images])
     module = torch_embedder.module.eval()
     out = Path(out)
@@ -128,4 +140,7 @@ def export_onnx(
                 f"{out}: onnxruntime differs from PyTorch by up to {max_abs_diff:.2e} "
                 f"(allowed {atol:.0e}) on {source}; not written"
             )
-    return ExportReport(out, view, torch_embedder.identity, max_abs_diff, min_cosine, len(images), source)
+    input_size = (int(batch.shape[1]), int(batch.shape[2]), int(batch.shape[3]))
+    return ExportReport(
+        out, view, torch_embedder.identity, max_abs_diff, min_cosine, len(images), source, input_size
+    )

@@ -19,15 +19,15 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
-from cvd.errors import CheckpointError
+from cvd.errors import CheckpointError, ConfigError
+from cvd.extras import require_extra
 
 METADATA_PREFIX = "cvd."
 
 
 def onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The cvd metadata of an exported file: identity, view, data_config, embedding_dim, source."""
-    import onnx
-
+    onnx = require_extra("onnx", "onnx", "reading an .onnx model")
     path = Path(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -57,8 +57,6 @@ class OnnxEmbedder:
     """`cvd.geo.embedders.Embedder` backed by onnxruntime on CPU."""
 
     def __init__(self, path: str | os.PathLike, view: str | None = None, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         from cvd.data.transforms import transform_from_data_config
 
         self.path = Path(path)
@@ -69,6 +67,7 @@ class OnnxEmbedder:
                 f"cannot embed {view!r} images; export the {_branch(view)} branch "
                 f"with `cvd export --view {view}` and pass that file as --model"
             )
+        ort = require_extra("onnxruntime", "onnx", "running an .onnx model")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -76,7 +75,10 @@ class OnnxEmbedder:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
             raise CheckpointError(f"{self.path}: onnxruntime cannot load it ({error})") from None
-        self.input_name = self.session.get_inputs()[0].name
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        # (channels, height, width) the graph was traced at: it accepts no other size
+        self.input_shape = tuple(graph_input.shape[1:])
         self.identity = meta["identity"]
         self.source = str(self.path.resolve())
         self.view = meta["view"]
@@ -89,6 +91,14 @@ class OnnxEmbedder:
 
     def embed(self, images: torch.Tensor | NDArray) -> NDArray[np.float32]:
         array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        fixed = [(got, want) for got, want in zip(array.shape[1:], self.input_shape) if isinstance(want, int)]
+        if array.ndim != 4 or any(got != want for got, want in fixed):
+            size = "x".join(str(v) for v in self.input_shape)
+            raise ConfigError(
+                f"{self.path}: takes images of {size} (its fixed export size), "
+                f"got a batch of shape {tuple(array.shape)}; resize them with its transform(), "
+                "as cvd localize does"
+            )
         (output,) = self.session.run(None, {self.input_name: np.ascontiguousarray(array, dtype=np.float32)})
         norms = np.linalg.norm(output, axis=1, keepdims=True)
         return (output / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,7 +135,7 @@ def embed_shards(
     progress: bool = True,
 ) -> EmbedReport:
     """Embed this rank's shards that are not on disk yet; returns what was done."""
-    from tqdm import tqdm
+    from cvd.engine.console import progress_bar
 
     work_dir = Path(work_dir)
     plan = ShardPlan(len(tiles), shard_size)
@@ -151,9 +150,7 @@ def embed_shards(
             pending.append((shard, fingerprint))
     total = sum(len(plan.rows(shard)) for shard, _ in pending)
     label = "embedding tiles" if world_size == 1 else f"embedding tiles (rank {rank}/{world_size})"
-    with tqdm(
-        total=total, desc=label, unit="tile", disable=not progress or total == 0, file=sys.stderr
-    ) as bar:
+    with progress_bar(total=total, desc=label, unit="tile", enabled=progress and total > 0) as bar:
         for shard, fingerprint in pending:
             rows = plan.rows(shard)
             loader = torch.utils.data.DataLoader(

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cvd.atomic import atomic_output, atomic_write_text
-from cvd.errors import GalleryIndexError
+from cvd.errors import ConfigError, GalleryIndexError
 from cvd.geo.gallery import GalleryTile, read_tiles_csv, write_tiles_csv
 
 INDEX_FILE = "vectors.faiss"
@@ -81,12 +81,16 @@ class ModelInfo:
     data_config: dict[str, Any] = field(default_factory=dict)
 
 
+class IndexTypeError(ConfigError, ValueError):
+    """The requested index type is unknown or does not suit the gallery (`--index-type`)."""
+
+
 def choose_index_type(n_vectors: int, requested: str = "auto") -> str:
     """The index type for a gallery size, or the explicit override."""
     if requested == "auto":
         return "flat" if n_vectors <= AUTO_FLAT_MAX_TILES else "ivfpq"
     if requested not in INDEX_TYPES:
-        raise ValueError(f"index type must be auto or one of {INDEX_TYPES}, got {requested!r}")
+        raise IndexTypeError(f"index type must be auto or one of {INDEX_TYPES}, got {requested!r}")
     return requested
 
 
@@ -115,7 +119,9 @@ def build_faiss_index(
         index.hnsw.efConstruction = params.hnsw_ef_construction
     elif index_type == "ivfpq":
         if n < MIN_IVFPQ_TILES:
-            raise ValueError(f"ivfpq needs at least {MIN_IVFPQ_TILES} tiles to train on, got {n}; use flat")
+            raise IndexTypeError(
+                f"ivfpq needs at least {MIN_IVFPQ_TILES} tiles to train on, got {n}; use flat"
+            )
         if dim % params.pq_m or params.pq_m % 2:
             raise ValueError(f"pq_m={params.pq_m} must be even and divide the embedding size {dim}")
         nlist = min(params.nlist_for(n), n // 39)  # faiss wants >= 39 training points per list
@@ -131,7 +137,7 @@ def build_faiss_index(
         )
         index.train(sample)
     else:
-        raise ValueError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
+        raise IndexTypeError(f"index type must be one of {INDEX_TYPES}, got {index_type!r}")
     index.add(vectors)
     apply_search_params(index, index_type, params)
     return index

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from cvd.atomic import atomic_output
 from cvd.errors import DatasetLayoutError, ImageReadError
+from cvd.extras import require_extra
 from cvd.geo.coords import Georeference
 from cvd.geo.gallery import GalleryTile, write_tiles_csv
 
@@ -136,13 +137,7 @@ def _as_rgb(image: object, path: Path) -> object:
 
 class _RasterioMap(MapSource):
     def __init__(self, path: Path, corners: tuple[float, float, float, float] | None) -> None:
-        try:
-            import rasterio
-        except ImportError:
-            raise DatasetLayoutError(
-                f"{path}: reading GeoTIFFs needs rasterio (pip install 'cvd[geotiff]'), "
-                "or pass its corner coordinates (--corners N,W,S,E) to read it as a plain image"
-            ) from None
+        rasterio = require_extra("rasterio", "geotiff", f"{path}: reading a GeoTIFF-type map")
         try:
             self._dataset = rasterio.open(path)
         except rasterio.errors.RasterioIOError as error:
@@ -242,7 +237,8 @@ def cut_map(
     Tile files that already exist are kept (a re-run after an interruption resumes).
     """
     from PIL import Image
-    from tqdm import tqdm
+
+    from cvd.engine.console import progress_bar
 
     if tile_format not in TILE_FORMATS:
         raise ValueError(f"tile format must be one of {TILE_FORMATS}, got {tile_format!r}")
@@ -255,7 +251,7 @@ def cut_map(
     try:
         planned = list(iter_map_tiles(source, tile_size, stride, unit))
         width = len(str(max(source.width, source.height)))
-        for window, geometry in tqdm(planned, desc=f"cutting {stem}", unit="tile", disable=not progress):
+        for window, geometry in progress_bar(planned, desc=f"cutting {stem}", unit="tile", enabled=progress):
             tile_id = f"{stem}_r{window.row:0{width}d}_c{window.col:0{width}d}"
             path = tile_dir / f"{tile_id}.{tile_format}"
             if not path.is_file():

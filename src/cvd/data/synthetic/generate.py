@@ -214,9 +214,9 @@ def generate(
     bands = [list(band) for band in np.array_split(np.array(specs, dtype=object), workers)]
     bar = None
     if progress is True:
-        from tqdm import tqdm
+        from cvd.engine.console import progress_bar
 
-        bar = tqdm(total=len(specs), unit="location", desc=f"cvd synth {layout}")
+        bar = progress_bar(total=len(specs), unit="location", desc=f"cvd synth {layout}")
     callback = progress if callable(progress) else None
     done = 0
 
