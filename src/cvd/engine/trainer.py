@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from cvd import __version__
 from cvd.atomic import atomic_write_text
@@ -40,6 +39,7 @@ from cvd.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from cvd.engine.console import progress_bar
 from cvd.engine.data import TrainData, build_train_data
 from cvd.engine.distributed import (
     DistContext,
@@ -383,10 +383,10 @@ class Trainer:
         """One epoch (or what is left of it after a resume). False when max_steps ended it early."""
         self.engine.train()
         remaining = self.data.batches_per_epoch - self.batch_in_epoch
-        progress = tqdm(
+        progress = progress_bar(
             total=remaining,
             desc=f"epoch {self.epoch + 1}/{self.epochs}",
-            disable=not self.dist.is_main,
+            enabled=self.dist.is_main,
             leave=False,
             dynamic_ncols=True,
         )
