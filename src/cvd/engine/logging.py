@@ -46,7 +46,9 @@ class CSVLog:
             return list(csv.DictReader(handle))
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step`` (a resumed run re-does them)."""
+        """Drop rows logged after ``step`` (a resumed run re-does them); 0 keeps the header only."""
+        if not self.path.is_file():
+            return
         rows = [row for row in self.read() if not row.get("step") or int(float(row["step"])) <= step]
         self._rewrite(rows)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cvd.atomic import stale_temporaries
-from cvd.config import _yaml_load, dump_yaml, read_yaml
+from cvd.config import _yaml_load, dump_yaml, packaged_config_path, read_yaml
 from cvd.errors import ConfigError, RunFolderError
 
 LOGGER = logging.getLogger("cvd")
@@ -34,7 +34,6 @@ RESUMABLE_KEYS: tuple[str, ...] = (
     "meta",  # provenance text
     "train.device",
     "train.log_every",
-    "train.progress",
     "data.num_workers",  # augmentation is seeded per item: the images do not depend on workers
     "data.eval_batch_size",
     "eval.chunk_size",
@@ -165,9 +164,12 @@ def config_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[s
     """``{key: (saved value, given value)}`` for every leaf that differs (derived keys excepted)."""
     old = dict(_leaves(_normalised(saved)))
     new = dict(_leaves(_normalised(given)))
+    defaults = dict(_leaves(read_yaml(packaged_config_path())))
     changes: dict[str, tuple[Any, Any]] = {}
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key)
+        if key not in old and key in defaults and after == defaults[key]:
+            continue  # a key added to the toolkit since the run started, at its default
         if _covered(key, DERIVED_KEYS) and after is None:
             continue
         if key in PATH_KEYS and _same_path(before, after):
