@@ -14,6 +14,12 @@ import torch
 # CI has 2 cores and runs 2 pytest-xdist workers: one torch thread each avoids oversubscription
 # (OpenMP spin-waiting made single tests 10x slower on a loaded machine).
 _THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1))
+# CVD_TEST_THREADS=N runs the suite (and the processes it starts) with N torch threads: another
+# split of every parallel reduction, to check that no comparison relies on one summation order
+# (see tests/tolerance.py).
+if os.environ.get("CVD_TEST_THREADS"):
+    _THREADS = int(os.environ["CVD_TEST_THREADS"])
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
 torch.set_num_threads(_THREADS)
 os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 

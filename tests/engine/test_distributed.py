@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tests.tolerance import assert_close_scaled
 
 from cvd.baselines import LossContext, get_recipe
 from cvd.config import load_config
@@ -95,17 +96,23 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path: Path):
     for name in ("infonce", "iic_query", "iic_satellite"):
         assert distributed["terms"][name] == pytest.approx(terms[name], rel=1e-5, abs=1e-6), name
     assert set(distributed["grads"]) == set(grads)
-    reached = 0
+    # Float sums run in another order on 2 processes, and differently again on another CPU (AMD
+    # vs Intel): the rounding error follows the size of what is summed, not of the result, so a
+    # fixed atol fails on near-zero elements of a large gradient. Each gradient is judged
+    # against its own largest element (measured: every element within 1e-6 of it, here and on an
+    # AMD EPYC) plus a floor of 1e-3 of the model's largest gradient element: the decoders' last
+    # bias is zero in exact arithmetic (a mean-removing loss) and holds only float noise of ~1e-9
+    # of the model's scale (rel x floor = 1e-8 of it). rel = 1e-5 still catches a distributed
+    # bug: gradients summed instead of averaged (x2), a missing all-reduce (half the batch) or a
+    # non-differentiable gather (the other rank's negatives lose their gradient) move the largest
+    # elements by far more than 1e-5 of them.
+    floor = 1e-3 * max(float(g.abs().max()) for g in grads.values())
+    sharp = 0
     for name, expected in grads.items():
-        got = distributed["grads"][name]
-        # float sums run in another order on 2 processes (and differ between CPUs): the absolute
-        # tolerance follows the tensor's own scale, so a near-zero element of a large gradient
-        # is judged against that gradient, not against 0
         scale = float(expected.abs().max())
-        assert torch.allclose(got, expected, rtol=1e-4, atol=1e-6 + 1e-5 * scale), (
-            name,
-            (got - expected).abs().max(),
-            expected.abs().max(),
-        )
-        reached += int(expected.abs().sum() > 0)
-    assert reached > len(grads) // 2  # the comparison is not vacuous: most gradients are non-zero
+        assert_close_scaled(distributed["grads"][name], expected, rel=1e-5, scale=scale + floor, msg=name)
+        sharp += int(scale >= floor)
+    # not vacuous: the stem, the downsampling convs, ConvNeXt's layer scales, the CVD basis and
+    # the logit scale (27 tensors) are judged within 2e-5 of their own scale; the blocks' other
+    # gradients are ~1e-8 (behind layer scales initialised at 1e-6)
+    assert sharp >= 20, sharp

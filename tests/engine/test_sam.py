@@ -1,4 +1,9 @@
-"""(A)SAM steps against steps worked by hand on small quadratics."""
+"""(A)SAM steps against steps worked by hand on small quadratics.
+
+The weights are float64: the steps involve a gradient norm (a reduction whose float32 rounding
+differs between CPU kernels) and cancellations such as 1 - 0.88, which in float32 leave a few
+ulps of the inputs, not of the result, so the hand-worked values are checked to ~1e-6 of
+themselves on every machine."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ def quadratic(weights: torch.Tensor, curvature: tuple[float, float]) -> torch.Te
 def one_step(
     start: tuple[float, float], curvature: tuple[float, float], rho: float, adaptive: bool, eta: float = 0.0
 ) -> torch.Tensor:
-    weights = torch.nn.Parameter(torch.tensor(start))
+    weights = torch.nn.Parameter(torch.tensor(start, dtype=torch.float64))
     sam = SharpnessAwareMinimizer(torch.optim.SGD([weights], lr=0.1), rho=rho, adaptive=adaptive, eta=eta)
     quadratic(weights, curvature).backward()
     sam.step(lambda: quadratic(weights, curvature).backward())
@@ -46,7 +51,7 @@ def test_asam_eta_by_hand():
 
 def test_asam_scales_the_perturbation_by_weight_size():
     # The adaptive perturbation of a zero weight is zero (T = |w| = 0): SAM would move it.
-    weights = torch.nn.Parameter(torch.tensor([0.0, 2.0]))
+    weights = torch.nn.Parameter(torch.tensor([0.0, 2.0], dtype=torch.float64))
     sam = SharpnessAwareMinimizer(torch.optim.SGD([weights], lr=0.1), rho=1.0, adaptive=True)
     (weights.sum() ** 2).backward()  # g = 2 * sum = (4, 4)
     sam.first_step()
@@ -56,7 +61,7 @@ def test_asam_scales_the_perturbation_by_weight_size():
 
 
 def test_second_step_restores_before_stepping_and_keeps_the_schedule():
-    weights = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    weights = torch.nn.Parameter(torch.tensor([3.0, 4.0], dtype=torch.float64))
     base = torch.optim.SGD([weights], lr=0.1)
     sam = SharpnessAwareMinimizer(base, rho=0.5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(base, lambda step: 0.5)  # lr 0.05 for the step

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.tolerance import assert_close_scaled
 
 from cvd.errors import GalleryIndexError
 from cvd.geo.build import build_index
@@ -31,7 +32,9 @@ def test_simulated_ranks_merge_to_the_single_process_embeddings(tmp_path, helper
     # the reference itself: every tile embedded directly, in order
     images = torch.stack([reference.transform(Image.open(tile.path)) for tile in tiles])
     direct = np.concatenate([reference.embed(images[i : i + 1]) for i in range(23)])
-    np.testing.assert_allclose(single.embeddings, direct, atol=1e-6)
+    # batches of 4 vs single images: another GEMM blocking, another float32 summation order;
+    # measured within 5e-7 of the scale, judged within 1e-5 of it (a swapped row moves ~0.1)
+    assert_close_scaled(single.embeddings, direct, rel=1e-5)
 
     for rank in (2, 0, 1):  # ranks finish in any order; each writes only its own shards
         embedder = helpers.HandEmbedder()
@@ -41,7 +44,7 @@ def test_simulated_ranks_merge_to_the_single_process_embeddings(tmp_path, helper
         assert report.embedded == ShardPlan(23, 5).owned_by(rank, 3)
     multi = merge_shards(tiles, tmp_path / "multi", reference.identity, shard_size=5)
     np.testing.assert_array_equal(multi.rows, np.arange(23))
-    np.testing.assert_allclose(multi.embeddings, single.embeddings, atol=1e-6)
+    assert_close_scaled(multi.embeddings, single.embeddings, rel=1e-5)
 
 
 def test_interrupted_build_resumes_without_redoing_finished_shards(tmp_path, helpers):
