@@ -153,10 +153,12 @@ def test_cut_and_info_commands(built_index, map_image, tmp_path, capsys):
 def test_localize_with_another_model_fails_in_one_line(
     built_index, tiny_release, map_image, tmp_path, capsys
 ):
+    from cvd.models import load_release, save_release
+
     other = tmp_path / "other_release"
-    shutil.copytree(tiny_release / "release", other)
-    with open(other / "config.yaml", "a") as handle:
-        handle.write("# edited after the index was built\n")
+    model, config = load_release(tiny_release / "release")
+    config["meta"] = {"note": "released again after the index was built"}  # another identity
+    save_release(model, config, other)  # (an edited config.yaml is refused before the index check)
     code = main(["localize", "--index", str(built_index), "--model", str(other), str(map_image)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
