@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_no_progress(parser: argparse.ArgumentParser, deprecated: tuple[str, ...] = ()) -> None:
@@ -17,3 +18,16 @@ def add_no_progress(parser: argparse.ArgumentParser, deprecated: tuple[str, ...]
     )
     if deprecated:
         parser.add_argument(*deprecated, dest="no_progress", action="store_true", help=argparse.SUPPRESS)
+
+
+def help_without_action(parser: argparse.ArgumentParser) -> None:
+    """A command of actions run bare prints its whole help and exits 2, as a bare `cvd` does.
+
+    argparse's `required=True` prints only a usage line; the help lists the actions to choose from.
+    """
+
+    def print_help(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    parser.set_defaults(run=print_help)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cvd.commands import add_no_progress
+from cvd.commands import add_no_progress, help_without_action
 
 EPILOG = """\
 examples:
@@ -57,7 +57,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    help_without_action(parser)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
 
     build = actions.add_parser(
         "build",
