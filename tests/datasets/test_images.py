@@ -123,3 +123,39 @@ def test_pair_dataset_applies_the_paired_transform(images):
     sample = PairDataset([PairRecord(good[0], good[1], 0, "0001")], transform=paired)[0]
     assert calls == [((32, 32), (32, 32))]
     assert sample["query"].shape == (3, 2, 4) and sample["satellite"].shape == (3, 2, 2)
+
+
+def test_16_bit_and_float_images_decode_by_their_type_range(tmp_path):
+    # Pillow's convert("RGB") clips at 255: a 16-bit gradient came out white everywhere but its
+    # darkest corner; 16-bit samples are divided by 257, float samples in [0, 1] times 255
+    gradient = (np.arange(48 * 64).reshape(48, 64) * 21).astype(np.uint16)  # 0 .. 64491
+    assert Image.fromarray(gradient).mode == "I;16"
+    png16 = tmp_path / "gradient16.png"
+    Image.fromarray(gradient).save(png16)
+    expected = np.rint(gradient / 257.0).astype(np.uint8)
+    tiff32 = tmp_path / "gradient32.tif"
+    Image.fromarray(gradient.astype(np.int32)).save(tiff32)  # mode I
+    floats = tmp_path / "float.tif"
+    ramp = np.linspace(0.0, 1.0, 48 * 64, dtype=np.float32).reshape(48, 64)
+    Image.fromarray(ramp).save(floats)  # mode F
+    for path, want in ((png16, expected), (tiff32, expected), (floats, np.rint(ramp * 255.0))):
+        decoded = np.asarray(load_rgb(path))
+        assert decoded.dtype == np.uint8 and decoded.shape == (48, 64, 3)
+        for channel in range(3):
+            np.testing.assert_array_equal(decoded[..., channel], want)
+    # training and evaluation read through the same decoder
+    sample = ImageDataset(_records([png16]))[0]
+    np.testing.assert_array_equal(sample["image"][0].numpy(), expected)
+    assert find_unreadable([png16, tiff32, floats]) == []
+
+
+def test_float_images_without_a_known_scale_are_refused_with_the_path(tmp_path):
+    beyond = tmp_path / "beyond.tif"
+    Image.fromarray(np.full((8, 8), 3.5, dtype=np.float32)).save(beyond)
+    nan = tmp_path / "nan.tif"
+    Image.fromarray(np.full((8, 8), np.nan, dtype=np.float32)).save(nan)
+    with pytest.raises(ImageReadError, match=rf"{beyond}.*outside|{beyond}.*\[3\.5, 3\.5\]"):
+        load_rgb(beyond)
+    with pytest.raises(ImageReadError, match=rf"{nan}.*NaN or infinite"):
+        load_rgb(nan)
+    assert find_unreadable([beyond, nan]) == [beyond, nan]

@@ -309,3 +309,20 @@ def test_geotiff_without_the_geotiff_extra_is_one_line(tmp_path, monkeypatch, ca
     assert code == 2 and err.count("\n") == 1
     assert f"{tmp_path / 'city.tif'}: reading a GeoTIFF-type map needs the geotiff extra" in err
     assert "pip install 'cvd[geotiff]'" in err
+
+
+def test_localize_reads_a_16_bit_query_as_its_8_bit_twin(built_index, map_image, tmp_path, capsys):
+    # a 16-bit PNG was refused here (and read as all white by training and evaluation): it is
+    # decoded by its range, so it localizes exactly as the 8-bit image it was made from
+    grey = np.asarray(Image.open(map_image).crop((96, 64, 160, 128)).convert("L"))
+    eight = tmp_path / "q8.png"
+    Image.fromarray(grey).save(eight)
+    sixteen = tmp_path / "q16.png"
+    Image.fromarray(grey.astype(np.uint16) * 257).save(sixteen)
+    assert Image.open(sixteen).mode == "I;16"
+    code = main(["localize", "--index", str(built_index), str(eight), str(sixteen), "-k", "3"])
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and [r["ok"] for r in records] == [True, True]
+    assert "16-bit samples scaled to 8 bits" in records[1]["note"]
+    assert records[1]["top_k"] == records[0]["top_k"]
+    assert (records[1]["lat"], records[1]["lon"]) == (records[0]["lat"], records[0]["lon"])

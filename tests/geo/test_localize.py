@@ -96,8 +96,8 @@ def test_bad_queries_get_their_own_errors_and_the_others_still_answer(gallery, t
     rgba = tmp_path / "rgba.png"
     Image.open(tiles[6].path).convert("RGBA").save(rgba)
     tiny = helpers.save_png(tmp_path / "tiny.png", np.zeros((12, 40, 3)))
-    deep = tmp_path / "deep.png"
-    Image.fromarray(np.full((40, 40), 1000, dtype=np.uint16)).save(deep)
+    deep = tmp_path / "deep.tif"  # float samples with no known scale
+    Image.fromarray(np.full((40, 40), 1000.0, dtype=np.float32)).save(deep)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not really a jpeg")
     queries = [tiles[0].path, broken, grey, tmp_path / "absent.png", tiny, rgba, deep, tiles[1].path]
@@ -110,7 +110,7 @@ def test_bad_queries_get_their_own_errors_and_the_others_still_answer(gallery, t
     assert "40x12 px, too small" in records[4]["error"]
     assert records[5]["note"] == "converted from RGBA to RGB (alpha channel dropped)"
     assert records[5]["top_k"][0]["id"] == tiles[6].id
-    assert "16-bit or float" in records[6]["error"] and str(deep) in records[6]["error"]
+    assert "float image (mode F)" in records[6]["error"] and str(deep) in records[6]["error"]
 
 
 def test_ground_truth_csv_errors_name_the_line(tmp_path):

@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
@@ -43,24 +44,74 @@ SKIPPED_KEY = "skipped"
 READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode an image fully as RGB; raises ImageReadError naming the path when it cannot."""
+# 8-bit modes Pillow converts to RGB faithfully (alpha, if any, is dropped).
+EIGHT_BIT_MODES = ("RGB", "L", "LA", "P", "PA", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "1", "La")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+SIXTEEN_BIT_SCALE = 257.0  # 65535 / 255: 16-bit white maps to 8-bit white
+
+
+def to_rgb8(image: Image.Image, path: str | os.PathLike) -> Image.Image:
+    """8-bit RGB of a loaded image, 16-bit and float samples scaled by their type's range.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit (I;16, I) and float (F) samples at 255, so a
+    16-bit photo comes out almost all white: training, evaluation and localization all decode
+    through here instead. 16-bit values are divided by 257; float samples must be finite and in
+    [0, 1] (times 255) and are refused otherwise, naming ``path``, since no scale is implied.
+    """
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in EIGHT_BIT_MODES:
+        return image.convert("RGB")
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(image).astype(np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ImageReadError(
+                f"{path}: image mode {mode} has samples in [{values.min():g}, {values.max():g}], "
+                "outside the 16-bit range [0, 65535]; convert it to 8-bit RGB"
+            )
+        grey = np.rint(values / SIXTEEN_BIT_SCALE)
+    elif mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        if not np.isfinite(values).all():
+            raise ImageReadError(f"{path}: float image (mode F) has NaN or infinite samples")
+        if values.size and (values.min() < 0.0 or values.max() > 1.0):
+            raise ImageReadError(
+                f"{path}: float image (mode F) has samples in [{values.min():g}, {values.max():g}]; "
+                "only [0, 1] has a known scale; convert it to 8-bit RGB"
+            )
+        grey = np.rint(values * 255.0)
+    else:
+        raise ImageReadError(f"{path}: image mode {mode} is not supported; convert it to 8-bit RGB")
+    return Image.fromarray(grey.astype(np.uint8)).convert("RGB")
+
+
+def decode_image(path: str | os.PathLike) -> tuple[Image.Image, str]:
+    """(8-bit RGB image, the file's own mode): the one decoder of training, evaluation and
+    localization, so a file is read the same way everywhere. ImageReadError names the path."""
     try:
         with Image.open(path) as image:
             image.load()
-            return image.convert("RGB")
+            return to_rgb8(image, path), image.mode
     except READ_ERRORS as error:
-        raise ImageReadError(f"cannot read image {path}: {error}") from error
+        raise ImageReadError(f"{path}: cannot read image ({error})") from error
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode an image fully as 8-bit RGB (see `decode_image`); ImageReadError names the path."""
+    return decode_image(path)[0]
 
 
 def is_readable(path: str | os.PathLike) -> bool:
-    """Cheap full-file check: JPEGs decode at 1/8 scale (draft mode), still reading every byte."""
+    """Cheap full-file check: JPEGs decode at 1/8 scale (draft mode), still reading every byte;
+    the samples are checked as `load_rgb` would (a float image out of [0, 1] is unreadable)."""
     try:
         with Image.open(path) as image:
             image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
             image.load()
+            to_rgb8(image, path)
         return True
-    except READ_ERRORS:
+    except (*READ_ERRORS, ImageReadError):
         return False
 
 

@@ -30,7 +30,9 @@ def save_result_png(result: QueryResult, index: GalleryIndex, k: int, out_path: 
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from PIL import Image
+
+    from cvd.data.images import load_rgb
+    from cvd.errors import ImageReadError
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,8 +40,7 @@ def save_result_png(result: QueryResult, index: GalleryIndex, k: int, out_path: 
     columns = len(rows) + 2
     figure = plt.figure(figsize=(2.4 * columns, 3.0))
     axis = figure.add_subplot(1, columns, 1)
-    with Image.open(result.query) as query:
-        axis.imshow(query.convert("RGB"))
+    axis.imshow(load_rgb(result.query))  # as localization decoded it (16-bit, float scaled)
     axis.set_title("query", fontsize=9)
     axis.axis("off")
     distances = result.pool_distances_m(index) if result.gt is not None else None
@@ -47,9 +48,8 @@ def save_result_png(result: QueryResult, index: GalleryIndex, k: int, out_path: 
         tile = index.tiles[row]
         axis = figure.add_subplot(1, columns, position + 2)
         try:
-            with Image.open(tile.path) as image:
-                axis.imshow(image.convert("RGB"))
-        except OSError:
+            axis.imshow(load_rgb(tile.path))
+        except ImageReadError:
             axis.text(0.5, 0.5, "tile\nunreadable", ha="center", va="center", transform=axis.transAxes)
         title = f"#{position + 1} {result.pool_scores[position]:.3f}"
         if distances is not None:

@@ -126,13 +126,11 @@ class _PillowMap(MapSource):
 
 
 def _as_rgb(image: object, path: Path) -> object:
-    """8-bit RGB version of a Pillow image; grey and alpha are converted, deeper images refused."""
-    mode = image.mode  # type: ignore[attr-defined]
-    if mode in ("RGB",):
-        return image
-    if mode in ("L", "LA", "P", "PA", "RGBA", "RGBX", "CMYK", "YCbCr", "1"):
-        return image.convert("RGB")  # type: ignore[attr-defined]
-    raise ImageReadError(f"{path}: image mode {mode} is not 8-bit; convert it to 8-bit RGB first")
+    """8-bit RGB version of a Pillow image, decoded as query images are (`cvd.data.images.to_rgb8`:
+    16-bit and float samples scaled by their range), so tiles and queries agree."""
+    from cvd.data.images import to_rgb8
+
+    return to_rgb8(image, path)  # type: ignore[arg-type]
 
 
 class _RasterioMap(MapSource):

@@ -48,5 +48,6 @@ def retrieval_grid(
 
 
 def _thumbnail(path: Path, size: int) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    from cvd.data.images import load_rgb  # the decoder evaluation used (16-bit, float scaled)
+
+    return load_rgb(path).resize((size, size), Image.Resampling.BILINEAR)
