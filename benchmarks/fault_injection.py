@@ -113,6 +113,16 @@ def same_weights(a: Path, b: Path) -> bool:
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
+def has_checkpoint(folder: Path, at_least: int) -> Callable[[], bool]:
+    """A condition: a checkpoint of step >= at_least exists (older ones are pruned as it runs)."""
+
+    def check() -> bool:
+        steps = [int(p.name[5:13]) for p in (folder / "checkpoints").glob("step-*.ckpt")]
+        return any(step >= at_least for step in steps)
+
+    return check
+
+
 def temporaries(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.name.endswith(".tmp")]
 
@@ -126,7 +136,7 @@ def case_kill_and_resume(world: World, reference: Path) -> Outcome:
     config = world.config("killed")
     folder = world.folder(config)
     process = start(world.work / "killed.err", "fit", "--config", str(config))
-    reached = wait_for(lambda: (folder / "checkpoints" / "step-00000003.ckpt").exists(), process)
+    reached = wait_for(has_checkpoint(folder, 3), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     resumed = cvd("fit", "--config", str(config), "--resume")
@@ -151,11 +161,11 @@ def case_kill_and_resume(world: World, reference: Path) -> Outcome:
 
 
 def case_concurrent(world: World) -> Outcome:
-    config = world.config("busy", epochs=50)
+    config = world.config("busy", epochs=5000)
     folder = world.folder(config)
     holder = start(world.work / "busy.err", "fit", "--config", str(config))
     try:
-        wait_for(lambda: (folder / "checkpoints" / "step-00000001.ckpt").exists(), holder)
+        wait_for(has_checkpoint(folder, 1), holder)
         second = cvd("fit", "--config", str(config), "--resume")
         fresh = cvd("fit", "--config", str(config), "--overwrite")
     finally:
@@ -176,7 +186,7 @@ def case_sigterm(world: World, reference: Path) -> Outcome:
     folder = world.folder(config)
     log = world.work / "terminated.err"
     process = start(log, "fit", "--config", str(config))
-    wait_for(lambda: (folder / "checkpoints" / "step-00000002.ckpt").exists(), process)
+    wait_for(has_checkpoint(folder, 2), process)
     process.send_signal(signal.SIGTERM)
     code = process.wait(timeout=120)
     message = log.read_text()

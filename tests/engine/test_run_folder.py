@@ -59,8 +59,19 @@ def quick(tiny_config, **sections):
 
 
 def long_running(tiny_config, **sections):
-    """A run that lasts long enough to be caught in the act (it is always killed)."""
-    return tiny_config(schedule={"epochs": 50}, eval={"every_epochs": 0}, **sections)
+    """A run that cannot end before it is caught in the act, however loaded the machine (it is
+    always killed)."""
+    return tiny_config(schedule={"epochs": 5000}, eval={"every_epochs": 0}, **sections)
+
+
+def has_checkpoint(folder: Path, at_least: int = 1):
+    """A condition: a checkpoint of step >= at_least exists (older ones are pruned as it runs)."""
+
+    def check() -> bool:
+        steps = [int(p.name[5:13]) for p in (folder / "checkpoints").glob("step-*.ckpt")]
+        return any(step >= at_least for step in steps)
+
+    return check
 
 
 # 1 ------------------------------------------------------------------------------------------
@@ -69,7 +80,7 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_stale_lock_does_not
     folder = run_dir(config)
     first = start("fit", "--config", str(config), stderr=tmp_path / "first.err")
     try:
-        wait_for(lambda: (folder / "checkpoints" / "step-00000001.ckpt").exists(), first, "a checkpoint")
+        wait_for(has_checkpoint(folder), first, "a checkpoint")
         rows = len((folder / "train_log.csv").read_text().splitlines())
         for extra in (["--resume"], ["--overwrite"]):
             second = cvd("fit", "--config", str(config), *extra)
@@ -77,6 +88,7 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_stale_lock_does_not
             assert "in use by another cvd process" in second.stderr, second.stderr
             assert f"pid {first.pid} on host " in second.stderr and "started 20" in second.stderr
             assert "Traceback" not in second.stderr
+        assert first.poll() is None  # refused while the holder was still at work
         assert len((folder / "train_log.csv").read_text().splitlines()) >= rows  # not cleared
     finally:
         first.kill()  # kill -9: the lock file stays, the lock goes with the process
@@ -166,7 +178,7 @@ def test_sigterm_exits_143_cleanly_and_leaves_no_temporaries(tiny_config, tmp_pa
     config = long_running(tiny_config)
     folder = run_dir(config)
     process = start("fit", "--config", str(config), stderr=tmp_path / "err")
-    wait_for(lambda: (folder / "checkpoints" / "step-00000002.ckpt").exists(), process, "a checkpoint")
+    wait_for(has_checkpoint(folder, 2), process, "a checkpoint")
     os.kill(process.pid, signal.SIGTERM)
     assert process.wait(timeout=60) == 143
     error = (tmp_path / "err").read_text()
