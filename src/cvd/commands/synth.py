@@ -13,7 +13,7 @@ from typing import Any
 
 from cvd.commands import add_no_progress
 
-LAYOUT_CHOICES = ("university1652", "sues200", "cvusa")
+LAYOUT_CHOICES = ("university1652", "sues200", "cvusa", "cvact")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "synth",
-        help="generate a synthetic cross-view dataset (University-1652 / SUES-200 / CVUSA layout)",
+        help="generate a synthetic cross-view dataset (University-1652 / SUES-200 / CVUSA / CVACT layout)",
         description=(
             "Render a procedural town from satellite, drone (four altitudes) and street level and "
             "write it in a real benchmark's tree, readable by `cvd fit` / `cvd test` as that benchmark. "
@@ -38,13 +38,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULTS.locations,
         help="University-1652: buildings (half train, half test, + 250/701 distractors); "
-        "SUES-200: location folders; CVUSA: image pairs",
+        "SUES-200: location folders; CVUSA, CVACT: image pairs",
     )
     parser.add_argument(
         "--views-per-location",
         type=int,
         default=DEFAULTS.views_per_location,
-        help="drone images per location (University-1652) or per altitude (SUES-200); CVUSA: unused",
+        help="drone images per location (University-1652) or per altitude (SUES-200); CVUSA, CVACT: unused",
     )
     parser.add_argument("--size", type=int, default=DEFAULTS.size, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="world seed: same seed, same bytes")

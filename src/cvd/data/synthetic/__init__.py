@@ -1,7 +1,7 @@
 """The synthetic cross-view world: a procedural town rendered from satellite, drone and street.
 
 `generate(layout, out, locations, views_per_location, size, seed, **options)` writes a dataset
-in the real University-1652, SUES-200 or CVUSA tree (read by `cvd.data`'s loaders as is) plus
+in the real University-1652, SUES-200, CVUSA or CVACT tree (read by `cvd.data`'s loaders as is) plus
 a metadata file; `DEFAULTS` is the small dataset the demo and CI use; `write_preview` draws a
 contact sheet. The pieces (world, cameras, renderer) are exposed for tests and studies.
 """

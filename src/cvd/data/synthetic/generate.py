@@ -25,12 +25,15 @@ import numpy as np
 from cvd.atomic import atomic_write_text
 from cvd.data.synthetic.georef import GeoReference
 from cvd.data.synthetic.layouts import (
+    CVACT_ORIGIN,
     CVUSA_TRAIN_FRACTION,
+    PANORAMA_LAYOUTS,
     SUES_TRAIN_FRACTION,
     U1652_DISTRACTOR_RATIO,
     encode,
     image_targets,
     location_name,
+    write_cvact_mat,
     write_cvusa_splits,
 )
 from cvd.data.synthetic.location import (
@@ -101,9 +104,9 @@ def plan_dataset(
                 y=float(y),
                 role=role,
                 drone=shots,
-                panorama=layout == "cvusa",
+                panorama=layout in PANORAMA_LAYOUTS,
                 street_views=2 if (layout == "university1652" and options.street_views) else 0,
-                satellite_on_street=layout == "cvusa",
+                satellite_on_street=layout in PANORAMA_LAYOUTS,
             )
         )
     return specs
@@ -188,9 +191,9 @@ def generate(
 
     `locations`: University-1652: buildings with drone views, split half train / half test,
     plus round(test x 250/701) gallery distractors (option `distractors`); SUES-200: location
-    folders (first 60% train, the benchmark's own list at 200); CVUSA: image pairs (80% train).
+    folders (first 60% train, the benchmark's own list at 200); CVUSA, CVACT: image pairs (80% train).
     `views_per_location`: University-1652: drone images per building, over the altitudes;
-    SUES-200: drone images per altitude; CVUSA: ignored (one panorama per location).
+    SUES-200: drone images per altitude; CVUSA, CVACT: ignored (one panorama per location).
     `options`: any `SynthOptions` field. `progress`: True for a tqdm bar, or a callback(done, total).
     An `out` that already holds this very dataset (same version, layout, counts, size, seed and
     options) is reused as is; another synthetic dataset there is replaced only with
@@ -198,6 +201,8 @@ def generate(
     generation that was interrupted (its in-progress marker is still there) is cleared and
     redone, whatever `overwrite` says: it was ours and is incomplete.
     """
+    if layout == "cvact":  # its UTM zone 55 south coordinates need a world near Canberra
+        options = {"origin_lat": CVACT_ORIGIN[0], "origin_lon": CVACT_ORIGIN[1], **options}
     opts = SynthOptions().replace(**options)
     if size < 16:
         raise ConfigError(f"--size must be at least 16 pixels, got {size}")
@@ -262,6 +267,8 @@ def generate(
         latlon[result["spec"].name] = (float(lat), float(lon))
     if layout == "cvusa":
         write_cvusa_splits(root, [r["spec"] for r in results], latlon)
+    if layout == "cvact":
+        write_cvact_mat(root, [r["spec"] for r in results], latlon)
     _write_metadata(root, request, opts, results, latlon, geo)
     (root / IN_PROGRESS_FILE).unlink()
     if bar is not None:

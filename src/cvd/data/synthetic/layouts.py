@@ -1,7 +1,7 @@
 """Where each rendered image goes on disk: the real benchmarks' trees, file for file.
 
-University-1652, SUES-200 and CVUSA each get the folder names, file names and split files of
-the real download (shared/reference/benchmarks.md), so that the real loaders in `cvd.data`
+University-1652, SUES-200, CVUSA and CVACT each get the folder names, file names and split files
+of the real download (shared/reference/benchmarks.md), so that the real loaders in `cvd.data`
 read a synthetic dataset with no special case.
 """
 
@@ -23,10 +23,18 @@ U1652_DISTRACTOR_RATIO = 250 / 701
 SUES_TRAIN_FRACTION = 0.6
 """SUES-200 trains on 120 of 200 locations."""
 CVUSA_TRAIN_FRACTION = 35532 / (35532 + 8884)
+PANORAMA_LAYOUTS = ("cvusa", "cvact")
+"""Layouts of street panoramas paired with a satellite tile centred on the camera."""
+CVACT_ORIGIN = (-35.2809, 149.1300)
+"""Canberra: CVACT's UTM coordinates (zone 55 south) are only meaningful near it."""
+CVACT_UTM_CRS = "EPSG:32755"
 
 
 def location_name(layout: str, number: int) -> str:
-    """On-disk id: 4 digits for University-1652 / SUES-200 (e.g. 0736), 7 for CVUSA (0000123)."""
+    """On-disk id: 4 digits for University-1652 / SUES-200 (e.g. 0736), 7 for CVUSA (0000123), and a
+    22-character pano id for CVACT (its ids are Street View's, e.g. ``synthPano0000000000123``)."""
+    if layout == "cvact":
+        return f"synthPano{number:013d}"
     return f"{number:07d}" if layout == "cvusa" else f"{number:04d}"
 
 
@@ -98,6 +106,12 @@ def image_targets(layout: str, spec: LocationSpec, key: str, sues_layout: str = 
         if kind == "panorama":
             return [f"streetview/panos/{name}.jpg"]
         return []
+    if layout == "cvact":
+        if kind == "satellite":
+            return [f"ANU_data_small/satview_polish/{name}_satView_polish.jpg"]
+        if kind == "panorama":
+            return [f"ANU_data_small/streetview/{name}_grdView.jpg"]
+        return []
     raise ValueError(f"unknown layout {layout!r}")
 
 
@@ -157,3 +171,31 @@ def write_cvusa_splits(root: Path, specs: list[LocationSpec], latlon: dict[str, 
         for spec in sorted(specs, key=lambda s: int(s.name)):
             lat, lon = latlon[spec.name]
             writer.writerow([f"{lat:.8f}", f"{lon:.8f}", f"{lat:.8f}", f"{lon:.8f}"])
+
+
+def write_cvact_mat(root: Path, specs: list[LocationSpec], latlon: dict[str, tuple[float, float]]) -> None:
+    """ACT_data.mat: panoIds, utm (easting, northing in UTM zone 55 south) and 1-based split indices.
+
+    Train locations go to ``trainSet.trainInd``, the others to ``valSet.valInd`` (CVACT_val); the
+    synthetic world has no separate CVACT_test, so ``valSetAll.valInd`` lists CVACT_val again and
+    no ``ANU_data_test/`` is written.
+    """
+    from pyproj import Transformer
+    from scipy.io import savemat
+
+    ordered = sorted(specs, key=lambda s: s.name)
+    transformer = Transformer.from_crs("EPSG:4326", CVACT_UTM_CRS, always_xy=True)
+    lat = np.array([latlon[s.name][0] for s in ordered], dtype=np.float64)
+    lon = np.array([latlon[s.name][1] for s in ordered], dtype=np.float64)
+    easting, northing = transformer.transform(lon, lat)
+    rows = {spec.name: row for row, spec in enumerate(ordered, start=1)}
+    train = np.array([rows[s.name] for s in ordered if s.role == "train"], dtype=np.float64)
+    val = np.array([rows[s.name] for s in ordered if s.role != "train"], dtype=np.float64)
+    content = {
+        "panoIds": np.array([s.name for s in ordered], dtype=object).reshape(-1, 1),
+        "utm": np.stack([np.asarray(easting), np.asarray(northing)], axis=1),
+        "trainSet": {"trainInd": train.reshape(-1, 1)},
+        "valSet": {"valInd": val.reshape(-1, 1)},
+        "valSetAll": {"valInd": val.reshape(-1, 1)},
+    }
+    savemat(root / "ACT_data.mat", content)

@@ -14,7 +14,7 @@ from typing import Any
 from cvd.errors import ConfigError
 
 GENERATOR_VERSION = "1.0"
-LAYOUTS = ("university1652", "sues200", "cvusa")
+LAYOUTS = ("university1652", "sues200", "cvusa", "cvact")
 
 
 @dataclass(frozen=True)
