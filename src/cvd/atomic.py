@@ -41,14 +41,16 @@ def atomic_output(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
-    os.close(descriptor)
     # mkstemp creates 0600 (and some writers, safetensors among them, replace the file with their
     # own 0600 one): the result must get the mode a plain open() gives, or others may not read a
     # release, an index or an ONNX file that the umask lets them read
     mode = 0o666 & ~current_umask()
+    # nothing between creating the temporary and the try: a signal turned into an exception there
+    # (Ctrl-C, SIGTERM in `cvd fit`) would leave the file behind
+    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
     temporary = Path(name)
     try:
+        os.close(descriptor)
         yield temporary
         os.chmod(temporary, mode)
         if fsync:

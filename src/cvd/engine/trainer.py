@@ -371,6 +371,12 @@ class Trainer:
             self.calibrate()
             results = self.evaluate(final=True)
             self.release()
+        except BaseException:
+            # Ctrl-C, SIGTERM, a full disk: no temporary may outlive the run, whatever the instant
+            # it was stopped at (this process holds the lock: every temporary here is its own)
+            if self.dist.is_main and self.lock.held:
+                clean_temporaries(self.run_dir)
+            raise
         finally:
             self.close()
         return FitResult(self.run_dir, self.step, results)
