@@ -1,8 +1,9 @@
 """What CVD costs on top of its baseline: training-step time and embedding time, CVD / baseline.
 
 Both models share the backbone (tf_efficientnet_lite0 with its offline ImageNet weights by
-default), the image size and the batch; the baseline is backbone + GAP head + symmetric InfoNCE,
-CVD adds the split, the decoders and the iic + irc losses (eq. 7). The two are measured in the
+default), the image size and the batch; the baseline is backbone + GAP head + Sample4Geo's
+symmetric InfoNCE, CVD adds the split, the decoders and the iic + irc losses (eq. 7); both steps
+run the engine's `TrainingObjective`, the path `cvd fit` trains with. The two are measured in the
 same run, interleaved A/B/B/A after a warm-up so that drifts of the machine hit both alike. It
 prints medians, minima and the median of the adjacent A/B ratios, which judges the targets of
 issue 2: training <= 1.20, embedding <= 1.05.
@@ -20,7 +21,9 @@ from functools import partial
 
 import torch
 
-from cvd.losses import cvd_losses, cvd_total, info_nce
+from cvd.baselines.base import LossContext
+from cvd.baselines.sample4geo import SymmetricInfoNCE
+from cvd.engine.objective import TrainingObjective
 from cvd.models import build_model
 
 
@@ -33,30 +36,9 @@ def make_config(
     }
 
 
-def training_step(model, optimizer, query, satellite, labels, generator) -> None:
-    outputs = model(query=query, satellite=satellite)
-    loc = info_nce(
-        outputs["query"]["embedding"],
-        outputs["satellite"]["embedding"],
-        labels=labels,
-        symmetric=True,
-        tau=0.05,
-    )
-    if model.cvd is None:
-        loss = loc
-    else:
-        config = model.cvd_config
-        terms = cvd_losses(outputs, config, generator=generator)
-        loss = cvd_total(
-            loc,
-            terms["iic_query"],
-            terms["iic_satellite"],
-            terms["irc_query"],
-            terms["irc_satellite"],
-            lambdas=config["lambda"],
-            use_iic=config["independence"],
-            use_irc=config["reconstruction"],
-        )["total"]
+def training_step(objective, optimizer, batch, context) -> None:
+    """One step of what `cvd fit` optimises: the engine's objective (eq. 7 with CVD on)."""
+    loss = objective(batch, context)["total"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -160,16 +142,24 @@ def main() -> None:
         ).to(device=device, memory_format=torch.channels_last)
         for name in ("baseline", "cvd")
     }
-    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-4) for name, model in models.items()}
+    objectives = {
+        name: TrainingObjective(model, SymmetricInfoNCE(), model.cvd_config or {}, True).to(device)
+        for name, model in models.items()
+    }
+    optimizers = {
+        name: torch.optim.AdamW(objective.parameters(), lr=1e-4) for name, objective in objectives.items()
+    }
     shape = (args.batch, 3, args.size, args.size)
     query = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
     satellite = torch.randn(shape, device=device).contiguous(memory_format=torch.channels_last)
     labels = torch.arange(args.batch, device=device)
+    batch = {"query": query, "satellite": satellite, "label": labels}
     generator = torch.Generator(device=device).manual_seed(0)
+    context = LossContext(gather=lambda tensor: tensor, generator=generator)
 
     def train_step(name: str) -> None:
         with autocast():
-            training_step(models[name], optimizers[name], query, satellite, labels, generator)
+            training_step(objectives[name], optimizers[name], batch, context)
 
     def train(name: str) -> float:
         models[name].train()

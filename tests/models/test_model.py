@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cvd.baselines.base import LossContext
+from cvd.engine.objective import TrainingObjective
 from cvd.errors import ConfigError
-from cvd.losses import cvd_losses, cvd_total, info_nce
+from cvd.losses import info_nce
 from cvd.models import RetrievalModel, branch_of, build_model
 
 
@@ -103,6 +105,22 @@ def test_embedder_exports_to_onnx_with_a_dynamic_batch(make_config):
         )
 
 
+class _SymmetricInfoNCE(torch.nn.Module):
+    def forward(self, outputs, batch, context) -> dict:
+        loc = info_nce(outputs["query"]["embedding"], outputs["satellite"]["embedding"], symmetric=True)
+        return {"total": loc}
+
+
+def _objective(model) -> TrainingObjective:
+    """`cvd fit`'s objective around the model, with a plain symmetric InfoNCE as the baseline loss."""
+    return TrainingObjective(model, _SymmetricInfoNCE(), model.cvd_config, contrastive=True)
+
+
+def _context() -> LossContext:
+    # the same permutation and projections at every call, so loss values are comparable
+    return LossContext(gather=lambda tensor: tensor, generator=torch.Generator().manual_seed(0))
+
+
 def _grads_present(parameters) -> list[bool]:
     return [parameter.grad is not None and parameter.grad.abs().sum().item() > 0 for parameter in parameters]
 
@@ -121,7 +139,7 @@ def test_retrieval_gradients_skip_the_viewpoint_conv_and_cvd_terms_reach_it(make
 
     model.zero_grad(set_to_none=True)
     outputs = model(query=_images(), satellite=_images(seed=1))
-    terms = cvd_losses(outputs, model.cvd_config, generator=torch.Generator().manual_seed(0))
+    terms = _objective(model).cvd_terms(outputs, _context())
     (terms["iic_query"] + terms["irc_query"] + terms["irc_satellite"]).backward()
     assert all(_grads_present(model.cvd.viewpoint_convs.parameters()))
     assert all(_grads_present(model.cvd.decoders.parameters()))
@@ -169,12 +187,11 @@ def test_a_few_training_steps_reduce_the_total_loss_on_a_fixed_batch(make_config
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     query, satellite = _images(8, seed=0), _images(8, seed=1)
 
+    objective = _objective(model)
+    batch = {"query": query, "satellite": satellite, "label": torch.arange(8)}
+
     def total_loss() -> torch.Tensor:
-        outputs = model(query=query, satellite=satellite)
-        loc = info_nce(outputs["query"]["embedding"], outputs["satellite"]["embedding"], symmetric=True)
-        # Same permutation and projections at every step: the loss values are comparable.
-        terms = cvd_losses(outputs, model.cvd_config, generator=torch.Generator().manual_seed(0))
-        return cvd_total(loc, *terms.values(), lambdas=model.cvd_config["lambda"])["total"]
+        return objective(batch, _context())["total"]
 
     losses = []
     for _ in range(8):

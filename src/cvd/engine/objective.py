@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from cvd.baselines.base import LossContext
-from cvd.losses import independence_loss, info_nce, reconstruction_loss
+from cvd.losses import cvd_total, independence_loss, info_nce, reconstruction_loss
 from cvd.losses.independence import RunningCorrelation, pool_factor, sw2_from_correlation
 from cvd.losses.reconstruction import target_variance
 from cvd.models.model import resolve_cvd_config
@@ -90,12 +90,27 @@ class TrainingObjective(nn.Module):
         if not self.cvd_enabled:
             terms["total"] = baseline_total
             return terms
+        terms.update(self.cvd_terms(outputs, context))
+        loc, lambda_loc, kept = self._localization(baseline_total, outputs, batch, context, terms)
+        eq7 = cvd_total(
+            loc,
+            terms.get("iic_query"),
+            terms.get("iic_satellite"),
+            terms.get("irc_query"),
+            terms.get("irc_satellite"),
+            lambdas=(self.lambda_iic, self.lambda_irc, lambda_loc),
+            use_iic=self.use_iic,
+            use_irc=self.use_irc,
+        )
+        terms["total"] = eq7["total"] if kept is None else kept + eq7["total"]
+        return terms
 
-        total = self._loc_total(baseline_total, outputs, batch, context, terms)
+    def cvd_terms(self, outputs: Mapping[str, Any], context: LossContext) -> dict[str, torch.Tensor]:
+        """The CVD constraints in use, per branch: iic_query, iic_satellite, irc_query, irc_satellite."""
+        terms: dict[str, torch.Tensor] = {}
         if self.use_iic:
             for branch in ("query", "satellite"):
                 terms[f"iic_{branch}"] = self._independence(outputs[branch], context, branch)
-            total = total + self.lambda_iic * 0.5 * (terms["iic_query"] + terms["iic_satellite"])
         if self.use_irc:
             for branch in ("query", "satellite"):
                 target = outputs["reconstruction_target"][branch]
@@ -104,22 +119,21 @@ class TrainingObjective(nn.Module):
                 terms[f"irc_{branch}"] = reconstruction_loss(
                     outputs["reconstruction"][branch], target, normaliser
                 )
-            total = total + self.lambda_irc * 0.5 * (terms["irc_query"] + terms["irc_satellite"])
-        terms["total"] = total
         return terms
 
-    def _loc_total(
+    def _localization(
         self,
         baseline_total: torch.Tensor,
         outputs: Mapping[str, Any],
         batch: Mapping[str, Any],
         context: LossContext,
         terms: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, float, torch.Tensor | None]:
+        """(L_loc, its weight, the baseline loss kept beside eq. 7 or None) for `cvd.loc`."""
         if self.loc_mode == "baseline":
-            return self.lambda_loc * baseline_total
+            return baseline_total, self.lambda_loc, None
         if self.loc_mode == "none":
-            return baseline_total
+            return baseline_total, 1.0, None
         labels = context.gather(batch["label"])
         loc = info_nce(
             context.gather(outputs["query"]["embedding"]),
@@ -130,7 +144,7 @@ class TrainingObjective(nn.Module):
             symmetric=self.loc_mode == "bi-infonce",
         )
         terms["loc"] = loc
-        return baseline_total + self.lambda_loc * loc
+        return loc, self.lambda_loc, baseline_total
 
     def _independence(
         self, branch_outputs: Mapping[str, Any], context: LossContext, branch: str

@@ -4,15 +4,13 @@ the CVD total (eq. 7). Pure functions of tensors: distributed gathering is the e
 from cvd.losses.independence import independence_loss
 from cvd.losses.infonce import info_nce
 from cvd.losses.metric import batch_hard_triplet, classification_loss, soft_margin_triplet
-from cvd.losses.objective import DEFAULT_LAMBDAS, cvd_losses, cvd_total
+from cvd.losses.objective import cvd_total
 from cvd.losses.reconstruction import reconstruction_loss
 from cvd.losses.sliced_wasserstein import random_projections, sliced_wasserstein
 
 __all__ = [
-    "DEFAULT_LAMBDAS",
     "batch_hard_triplet",
     "classification_loss",
-    "cvd_losses",
     "cvd_total",
     "independence_loss",
     "info_nce",
