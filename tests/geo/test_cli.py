@@ -326,3 +326,94 @@ def test_localize_reads_a_16_bit_query_as_its_8_bit_twin(built_index, map_image,
     assert "16-bit samples scaled to 8 bits" in records[1]["note"]
     assert records[1]["top_k"] == records[0]["top_k"]
     assert (records[1]["lat"], records[1]["lon"]) == (records[0]["lat"], records[0]["lon"])
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (
+            ["--corners", "95,8.53,47.38,8.55"],
+            "--corners 95,8.53,47.38,8.55: north latitude 95 is outside [-90, 90]",
+        ),
+        (["--corners", "47.395,8.53,47.38,200"], "east longitude 200 is outside [-180, 180]"),
+        (["--corners", "47.38,8.53,47.395,8.55"], "north > south"),
+        (["--stride", "0"], "--stride 0: stride must be at least 1 px"),
+        (["--stride", "-32"], "--stride -32: stride must be at least 1 px"),
+        (["--tile-size", "0"], "--tile-size 0: tile size must be at least 1 px"),
+        (["--tile-size", "nan"], "--tile-size nan"),
+        (["--resize", "0"], "--resize 0: must be at least 1 px"),
+    ],
+)
+@pytest.mark.parametrize("action", ["cut", "build"])
+def test_impossible_map_options_are_refused_before_any_work(
+    action, options, named, tiny_release, map_image, tmp_path, capsys
+):
+    # a latitude of 95 used to cut tiles `localize` then refused, a stride of 0 meant 1 px
+    arguments = {"--corners": CORNERS, "--tile-size": "64", "--stride": "32", "--unit": "px"}
+    arguments.update(zip(options[::2], options[1::2]))
+    flat = [item for pair in arguments.items() for item in pair]
+    model = ["--model", str(tiny_release)] if action == "build" else []
+    out = tmp_path / "out"
+    code = main(["index", action, *model, "--map", str(map_image), *flat, "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and named in err, err
+    assert "cvd index: error: " in err and not out.exists()
+
+
+def _geotiff(path, transform, crs="EPSG:32632"):
+    import rasterio
+
+    pixels = np.random.default_rng(0).integers(0, 256, size=(3, 96, 128), dtype=np.uint8)
+    with rasterio.open(
+        path, "w", driver="GTiff", width=128, height=96, count=3, dtype="uint8", crs=crs, transform=transform
+    ) as dataset:
+        dataset.write(pixels)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning", "ignore::UserWarning")
+def test_geotiffs_that_cannot_be_tiled_north_up_are_one_line_errors(tmp_path, capsys):
+    pytest.importorskip("rasterio")
+    from rasterio.transform import Affine, from_origin
+
+    origin = (465_000.0, 5_250_000.0)
+    good = _geotiff(tmp_path / "good.tif", from_origin(*origin, 2.0, 2.0))
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    south_up = _geotiff(tmp_path / "south_up.tif", Affine(2.0, 0.0, origin[0], 0.0, 2.0, origin[1] - 192.0))
+    rotated = _geotiff(
+        tmp_path / "rotated.tif",
+        Affine.translation(*origin) * Affine.rotation(30.0) * Affine.scale(2.0, -2.0),
+    )
+    expected = {
+        truncated: "cannot read map pixels",
+        south_up: "pixel height is positive (2): the map is stored south-up",
+        rotated: "rotation/shear terms",
+    }
+    for path, reason in expected.items():
+        out = tmp_path / f"out_{path.stem}"
+        code = main(
+            ["index", "cut", "--map", str(path), "--tile-size", "32", "--unit", "px", "--out", str(out)]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith(f"cvd index: error: {path}: ") and reason in err, err
+        assert not (out / "tiles.csv").exists() and not list(out.glob("tiles/*"))
+    assert (
+        main(
+            [
+                "index",
+                "cut",
+                "--map",
+                str(good),
+                "--tile-size",
+                "32",
+                "--unit",
+                "px",
+                "--out",
+                str(tmp_path / "ok"),
+                "-q",
+            ]
+        )
+        == 0
+    )

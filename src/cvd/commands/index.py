@@ -123,6 +123,28 @@ def _device(choice: str) -> str:
     return str(resolve_device("auto", int(os.environ.get("LOCAL_RANK", "0"))))
 
 
+def _check_map_options(args: argparse.Namespace) -> None:
+    """Refuse map options that cannot be meant before any work (index folder, tiles, model):
+    a latitude of 95 or a zero stride used to run, and fail or explode only later."""
+    from cvd.errors import ConfigError
+    from cvd.geo.coords import corners_problem
+    from cvd.geo.tiling import size_problem
+
+    if args.corners is not None:
+        problem = corners_problem(*args.corners)
+        if problem is not None:
+            raise ConfigError(f"--corners {','.join(f'{v:g}' for v in args.corners)}: {problem}")
+    for flag, name, value in (
+        ("--tile-size", "tile size", args.tile_size),
+        ("--stride", "stride", args.stride),
+    ):
+        problem = None if value is None else size_problem(name, value, args.unit)
+        if problem is not None:
+            raise ConfigError(f"{flag} {value:g}: {problem}")
+    if args.resize is not None and args.resize < 1:
+        raise ConfigError(f"--resize {args.resize}: must be at least 1 px")
+
+
 def _cut(args: argparse.Namespace, out_dir: str) -> list:
     from cvd.errors import ConfigError
     from cvd.geo.tiling import cut_map
@@ -175,6 +197,8 @@ def run_build(args: argparse.Namespace) -> int:
     for flag, value in (("--batch-size", args.batch_size), ("--shard-size", args.shard_size)):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if args.map:
+        _check_map_options(args)
     check_index_folder(args.out)  # before cutting a map into it
     if args.tiles:
         tiles = read_tiles_csv(args.tiles)
@@ -226,6 +250,7 @@ def run_cut(args: argparse.Namespace) -> int:
     """Cut a map into tiles and write tiles.csv."""
     from pathlib import Path
 
+    _check_map_options(args)
     tiles = _cut(args, args.out)
     print(f"{len(tiles)} tiles -> {Path(args.out) / 'tiles.csv'}")
     return 0

@@ -13,6 +13,7 @@ with known corner coordinates (EPSG:4326) go through one code path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -44,6 +45,22 @@ def latlon_problem(lat: float, lon: float) -> str | None:
         return f"latitude {lat} is outside [-90, 90]"
     if not -180.0 <= lon <= 180.0:
         return f"longitude {lon} is outside [-180, 180]"
+    return None
+
+
+def corners_problem(north: float, west: float, south: float, east: float) -> str | None:
+    """Why N, W, S, E bounds are not a WGS84 box, or None: a latitude of 95 would cut tiles
+    whose centres every later step (index, localize) refuses."""
+    for name, value in (("north", north), ("south", south)):
+        if not math.isfinite(value) or not -90.0 <= value <= 90.0:
+            return f"{name} latitude {value:g} is outside [-90, 90]"
+    for name, value in (("west", west), ("east", east)):
+        if not math.isfinite(value) or not -180.0 <= value <= 180.0:
+            return f"{name} longitude {value:g} is outside [-180, 180]"
+    if not (north > south and east > west):
+        return (
+            f"corner bounds need north > south and east > west, got N{north:g} W{west:g} S{south:g} E{east:g}"
+        )
     return None
 
 
@@ -80,10 +97,9 @@ class Georeference:
         cls, width: int, height: int, north: float, west: float, south: float, east: float
     ) -> Georeference:
         """Georeference of a north-up image whose outer edges lie at the given WGS84 bounds."""
-        if not (north > south and east > west):
-            raise ValueError(
-                f"corner bounds need north > south and east > west, got N{north} W{west} S{south} E{east}"
-            )
+        problem = corners_problem(north, west, south, east)
+        if problem is not None:
+            raise ValueError(problem)
         return cls(((east - west) / width, 0.0, west, 0.0, -(north - south) / height, north), WGS84)
 
     @cached_property

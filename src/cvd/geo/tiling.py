@@ -13,6 +13,7 @@ corner coordinates.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -133,13 +134,50 @@ def _as_rgb(image: object, path: Path) -> object:
     return to_rgb8(image, path)  # type: ignore[arg-type]
 
 
+def _rasterio_message(error: BaseException) -> str:
+    """GDAL's reason, which rasterio chains as the cause of its own "see previous exception"."""
+    cause = error.__cause__
+    return str(cause) if cause is not None and str(cause) else str(error)
+
+
+def north_up_problem(transform: tuple[float, ...]) -> str | None:
+    """Why a GeoTIFF's pixel -> CRS transform (a, b, c, d, e, f) does not describe a north-up
+    map, or None: tiles are cut along pixel rows and columns and must look like the north-up
+    satellite views the model was trained on, so rotated, sheared, mirrored or south-up maps are
+    refused rather than tiled sideways or upside down."""
+    a, b, _, d, e, _ = transform[:6]
+    if b != 0.0 or d != 0.0:
+        return (
+            f"its geotransform has rotation/shear terms (b={b:g}, d={d:g}): the map is not north-up; "
+            "warp it north-up first (e.g. gdalwarp)"
+        )
+    if e > 0.0:
+        return (
+            f"its pixel height is positive ({e:g}): the map is stored south-up (first row southmost); "
+            "flip it north-up first (e.g. gdalwarp)"
+        )
+    if a < 0.0:
+        return f"its pixel width is negative ({a:g}): the map is mirrored east-west; warp it first"
+    if a == 0.0 or e == 0.0:
+        return f"its geotransform has a zero pixel size (a={a:g}, e={e:g})"
+    return None
+
+
 class _RasterioMap(MapSource):
     def __init__(self, path: Path, corners: tuple[float, float, float, float] | None) -> None:
         rasterio = require_extra("rasterio", "geotiff", f"{path}: reading a GeoTIFF-type map")
+        self._errors = (rasterio.errors.RasterioError, OSError)
         try:
             self._dataset = rasterio.open(path)
-        except rasterio.errors.RasterioIOError as error:
-            raise ImageReadError(f"{path}: cannot open map ({error})") from None
+        except self._errors as error:
+            raise ImageReadError(f"{path}: cannot open map ({_rasterio_message(error)})") from None
+        try:
+            self._check(path, corners)
+        except BaseException:
+            self._dataset.close()
+            raise
+
+    def _check(self, path: Path, corners: tuple[float, float, float, float] | None) -> None:
         dataset = self._dataset
         if dataset.dtypes[0] != "uint8":
             raise ImageReadError(
@@ -155,16 +193,29 @@ class _RasterioMap(MapSource):
                 f"{path}: the map has no georeference (CRS); pass its corner coordinates (--corners N,W,S,E)"
             )
         else:
-            georef = Georeference(tuple(dataset.transform)[:6], dataset.crs.to_wkt())
+            transform = tuple(dataset.transform)[:6]
+            problem = north_up_problem(transform)
+            if problem is not None:
+                raise DatasetLayoutError(f"{path}: {problem}")
+            georef = Georeference(transform, dataset.crs.to_wkt())
         super().__init__(path, dataset.width, dataset.height, georef)
+        # A truncated file opens (its header is intact) and fails on its missing last blocks:
+        # read the last row now, before any tile is written, rather than partway through.
+        self.read(Window(0, dataset.height - 1, dataset.width, 1))
 
     def read(self, window: Window) -> NDArray[np.uint8]:
         from rasterio.windows import Window as RasterioWindow
 
         bands = [1, 1, 1] if self._dataset.count == 1 else [1, 2, 3]
-        block = self._dataset.read(
-            bands, window=RasterioWindow(window.col, window.row, window.width, window.height)
-        )
+        try:
+            block = self._dataset.read(
+                bands, window=RasterioWindow(window.col, window.row, window.width, window.height)
+            )
+        except self._errors as error:
+            raise ImageReadError(
+                f"{self.path}: cannot read map pixels (rows {window.row}-{window.row + window.height - 1}; "
+                f"truncated or corrupt file?): {_rasterio_message(error)}"
+            ) from None
         return np.ascontiguousarray(np.transpose(block, (1, 2, 0)))
 
     def close(self) -> None:
@@ -191,24 +242,48 @@ def open_map(path: str | os.PathLike, corners: tuple[float, float, float, float]
 
 def tile_pixels(source: MapSource, size: float, unit: str) -> tuple[int, int]:
     """Tile width and height in pixels for a tile side of `size` metres or pixels."""
-    if size <= 0:
-        raise ValueError(f"tile size must be positive, got {size}")
+    check_tiling(size, None, unit)
     if unit == "px":
         return round(size), round(size)
-    if unit != "m":
-        raise ValueError(f"unit must be 'm' or 'px', got {unit!r}")
     gsd_x, gsd_y = source.georef.ground_sample_distance_m(source.width / 2.0, source.height / 2.0)
-    return max(1, round(size / gsd_x)), max(1, round(size / gsd_y))
+    width, height = round(size / gsd_x), round(size / gsd_y)
+    if min(width, height) < 1:
+        raise ValueError(
+            f"tile size {size:g} m is less than one pixel of this map ({gsd_x:.3g} x {gsd_y:.3g} m per pixel)"
+        )
+    return width, height
+
+
+def size_problem(name: str, value: float, unit: str) -> str | None:
+    """Why a tile size or stride cannot be meant, or None: it must be finite, positive, and at
+    least one pixel in px (a zero stride used to mean 1 px silently: a tile per pixel)."""
+    if unit not in ("m", "px"):
+        return f"unit must be 'm' or 'px', got {unit!r}"
+    if not math.isfinite(value) or value <= 0 or (unit == "px" and value < 1):
+        bound = "at least 1 px" if unit == "px" else "a positive number of metres"
+        return f"{name} must be {bound}, got {value:g} {unit}"
+    return None
+
+
+def check_tiling(tile_size: float, stride: float | None, unit: str) -> None:
+    """ValueError naming the value when tile size or stride cannot be meant (`size_problem`)."""
+    for name, value in (("tile size", tile_size), ("stride", stride)):
+        problem = None if value is None else size_problem(name, value, unit)
+        if problem is not None:
+            raise ValueError(problem)
 
 
 def iter_map_tiles(
     source: MapSource, tile_size: float, stride: float | None = None, unit: str = "m"
 ) -> Iterator[tuple[Window, tuple[float, ...]]]:
     """Windows of the tiling and their geometry (centre and footprint), row-major."""
+    check_tiling(tile_size, stride, unit)
     tile_w, tile_h = tile_pixels(source, tile_size, unit)
     stride = tile_size / 2.0 if stride is None else stride
-    stride_x = max(1, round(tile_w * stride / tile_size))
-    stride_y = max(1, round(tile_h * stride / tile_size))
+    stride_x = round(tile_w * stride / tile_size)
+    stride_y = round(tile_h * stride / tile_size)
+    if min(stride_x, stride_y) < 1:
+        raise ValueError(f"stride {stride:g} {unit} is less than one pixel of this map")
     try:
         windows = plan_windows(source.width, source.height, tile_w, tile_h, stride_x, stride_y)
     except ValueError as error:
@@ -240,14 +315,17 @@ def cut_map(
 
     if tile_format not in TILE_FORMATS:
         raise ValueError(f"tile format must be one of {TILE_FORMATS}, got {tile_format!r}")
+    if resize_px is not None and resize_px < 1:
+        raise ValueError(f"resize must be at least 1 px, got {resize_px}")
+    check_tiling(tile_size, stride, unit)  # before the map is opened: the cheapest mistakes first
     out_dir = Path(out_dir)
     tile_dir = out_dir / "tiles"
-    tile_dir.mkdir(parents=True, exist_ok=True)
     source = open_map(map_path, corners)
     stem = Path(map_path).stem
     tiles: list[GalleryTile] = []
     try:
         planned = list(iter_map_tiles(source, tile_size, stride, unit))
+        tile_dir.mkdir(parents=True, exist_ok=True)  # nothing is written before the plan holds
         width = len(str(max(source.width, source.height)))
         for window, geometry in progress_bar(planned, desc=f"cutting {stem}", unit="tile", enabled=progress):
             tile_id = f"{stem}_r{window.row:0{width}d}_c{window.col:0{width}d}"
