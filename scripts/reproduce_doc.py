@@ -12,25 +12,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from cvd.config import load_config
+from cvd.reproduce.tables import TABLES, Row, all_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 TARGET = ROOT / "docs" / "reproduce.md"
-
-TABLES = {
-    1: "Table 1: University-1652 (drone <-> satellite)",
-    2: "Table 2: SUES-200, per altitude",
-    3: "Table 3: CVUSA and CVACT_val (street -> satellite)",
-    4: "Table 4: ablation of CVD's components (University-1652, ResNet-50)",
-    5: "Table 5: content-viewpoint ratio alpha (LPN, University-1652)",
-    6: "Table 6: InfoNCE temperature (LPN, University-1652)",
-    7: "Table 7: trained on University-1652, tested on SUES-200 without fine-tuning",
-}
 
 INTRO = """# Reproducing the paper's tables
 
@@ -55,10 +44,10 @@ CVACT rows use the Sample4Geo/TransGeo rules for R@K and R@1%.
 """
 
 
-def command_for(path: Path, meta: dict[str, Any]) -> str:
-    relative = path.relative_to(ROOT).as_posix()
-    if meta.get("test_of"):
-        return f"cvd test --model runs/{meta['test_of']} --data-config {relative}"
+def command_for(row: Row) -> str:
+    relative = row.config.path.relative_to(ROOT).as_posix()
+    if row.test_of is not None:
+        return f"cvd test --model runs/{row.test_of.name} --data-config {relative}"
     return f"cvd fit --config {relative}"
 
 
@@ -70,24 +59,11 @@ def format_numbers(paper: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _order(path: Path, meta: dict[str, Any]) -> tuple:
-    """Paper order where the config says it (``meta.exp``), then by altitude/dataset and file."""
-    return (float(meta.get("exp", 1e9)), path.parent.as_posix(), path.stem.replace("_cvd", "~cvd"))
-
-
 def collect() -> dict[int, list[tuple[str, str, str, str]]]:
-    found: dict[int, list[tuple[tuple, tuple[str, str, str, str]]]] = defaultdict(list)
-    for path in sorted(CONFIGS.rglob("*.yaml")):
-        if "_base" in path.parts:
-            continue
-        meta = load_config(path).get("meta") or {}
-        if "table" not in meta:
-            continue
-        note = str(meta.get("note", ""))
-        command = f"`{command_for(path, meta)}`"
-        row = (str(meta["row"]), command, format_numbers(meta.get("paper") or {}), note)
-        found[int(meta["table"])].append((_order(path, meta), row))
-    return {table: [row for _, row in sorted(rows)] for table, rows in found.items()}
+    return {
+        table: [(row.label, f"`{command_for(row)}`", format_numbers(row.paper), row.note) for row in rows]
+        for table, rows in all_rows(CONFIGS).items()
+    }
 
 
 def render() -> str:
