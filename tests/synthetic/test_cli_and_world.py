@@ -111,3 +111,18 @@ def test_noise_is_the_same_function_on_grids_at_points_and_in_plain_python():
             float(points[j, i]), abs=1e-5
         )
     assert points.min() >= 0.0 and points.max() < 1.0 and points.std() > 0.02
+
+
+def test_fractal_sum_halves_scale_and_weight_per_octave_and_normalises():
+    from cvd.data.synthetic.noise import fractal_sum
+
+    calls = []
+
+    def octave(scale: float, salt: int) -> float:
+        calls.append((scale, salt))
+        return scale
+
+    # weights 1, 1/2, 1/4 on scales 80, 40, 20: (80 + 20 + 5) / 1.75 = 60
+    assert fractal_sum(octave, 80.0, 2, 3) == pytest.approx(60.0)
+    assert calls == [(80.0, 62), (40.0, 63), (20.0, 64)]  # salt * 31 + octave
+    assert fractal_sum(lambda scale, salt: 0.25, 9.0, 0, 4) == pytest.approx(0.25)

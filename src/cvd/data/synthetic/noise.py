@@ -8,8 +8,12 @@ lattice coordinates gives that without any global state.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T", float, np.ndarray)
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -58,16 +62,26 @@ def value_noise(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int
     return (top + (bottom - top) * sy).astype(np.float32)
 
 
-def fbm(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int = 0, octaves: int = 3) -> np.ndarray:
-    """Fractal sum of value noise, normalised to [0, 1): natural-looking variation at several scales."""
-    total = np.zeros(np.broadcast(x, y).shape, dtype=np.float32)
+def fractal_sum(noise: Callable[[float, int], T], scale: float, salt: int, octaves: int) -> T:
+    """fBm over any one-octave noise `noise(scale, salt)`: the one place the octave schedule lives.
+
+    Octave k has half the feature size and half the weight of octave k - 1 and its own salt; the
+    sum is normalised by the weights, so the result stays in the noise's [0, 1) range. The array,
+    grid and scalar fBm below differ only in how one octave is evaluated.
+    """
+    total: Any = 0.0
     amplitude = 1.0
     norm = 0.0
     for octave in range(octaves):
-        total += amplitude * value_noise(x, y, scale / (2.0**octave), seed, salt * 31 + octave)
+        total = total + amplitude * noise(scale / (2.0**octave), salt * 31 + octave)
         norm += amplitude
         amplitude *= 0.5
     return total / norm
+
+
+def fbm(x: np.ndarray, y: np.ndarray, scale: float, seed: int, salt: int = 0, octaves: int = 3) -> np.ndarray:
+    """Fractal sum of value noise, normalised to [0, 1): natural-looking variation at several scales."""
+    return fractal_sum(lambda s, o_salt: value_noise(x, y, s, seed, o_salt), scale, salt, octaves)
 
 
 def object_rng(seed: int, *keys: int) -> np.random.Generator:
@@ -90,29 +104,25 @@ def hash_uniform_scalar(ix: int, iy: int, seed: int, salt: int = 0) -> float:
     return (z >> 11) * (1.0 / 9007199254740992.0)
 
 
+def value_noise_scalar(x: float, y: float, scale: float, seed: int, salt: int = 0) -> float:
+    """`value_noise` at one point in plain Python (numpy's per-call cost dominates for scalars)."""
+    gx = x / scale
+    gy = y / scale
+    x0 = math.floor(gx)
+    y0 = math.floor(gy)
+    fx = gx - x0
+    fy = gy - y0
+    sx = fx * fx * (3.0 - 2.0 * fx)
+    sy = fy * fy * (3.0 - 2.0 * fy)
+    v00 = hash_uniform_scalar(x0, y0, seed, salt)
+    v10 = hash_uniform_scalar(x0 + 1, y0, seed, salt)
+    v01 = hash_uniform_scalar(x0, y0 + 1, seed, salt)
+    v11 = hash_uniform_scalar(x0 + 1, y0 + 1, seed, salt)
+    top = v00 + (v10 - v00) * sx
+    bottom = v01 + (v11 - v01) * sx
+    return top + (bottom - top) * sy
+
+
 def fbm_scalar(x: float, y: float, scale: float, seed: int, salt: int = 0, octaves: int = 3) -> float:
     """`fbm` at one point, for per-object lookups (zoning, ground height under a building)."""
-    total = 0.0
-    amplitude = 1.0
-    norm = 0.0
-    for octave in range(octaves):
-        s = scale / (2.0**octave)
-        gx = x / s
-        gy = y / s
-        x0 = math.floor(gx)
-        y0 = math.floor(gy)
-        fx = gx - x0
-        fy = gy - y0
-        sx = fx * fx * (3.0 - 2.0 * fx)
-        sy = fy * fy * (3.0 - 2.0 * fy)
-        o_salt = salt * 31 + octave
-        v00 = hash_uniform_scalar(x0, y0, seed, o_salt)
-        v10 = hash_uniform_scalar(x0 + 1, y0, seed, o_salt)
-        v01 = hash_uniform_scalar(x0, y0 + 1, seed, o_salt)
-        v11 = hash_uniform_scalar(x0 + 1, y0 + 1, seed, o_salt)
-        top = v00 + (v10 - v00) * sx
-        bottom = v01 + (v11 - v01) * sx
-        total += amplitude * (top + (bottom - top) * sy)
-        norm += amplitude
-        amplitude *= 0.5
-    return total / norm
+    return fractal_sum(lambda s, o_salt: value_noise_scalar(x, y, s, seed, o_salt), scale, salt, octaves)

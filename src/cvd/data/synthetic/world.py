@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cvd.data.synthetic.noise import fbm_scalar, hash_uniform, hash_uniform_scalar, object_rng
+from cvd.data.synthetic.noise import fbm_scalar, fractal_sum, hash_uniform, hash_uniform_scalar, object_rng
 from cvd.data.synthetic.options import SynthOptions
 from cvd.data.synthetic.raster import Material, Raster
 
@@ -1139,11 +1139,4 @@ def _grid_noise(xs: np.ndarray, ys: np.ndarray, scale: float, seed: int, salt: i
 
 def _grid_fbm(xs: np.ndarray, ys: np.ndarray, scale: float, seed: int, salt: int, octaves: int) -> np.ndarray:
     """`noise.fbm` on a grid (same values), through the separable interpolation of `_grid_noise`."""
-    total = np.zeros((ys.shape[0], xs.shape[-1]), dtype=np.float32)
-    amplitude = 1.0
-    norm = 0.0
-    for octave in range(octaves):
-        total += amplitude * _grid_noise(xs, ys, scale / (2.0**octave), seed, salt * 31 + octave)
-        norm += amplitude
-        amplitude *= 0.5
-    return total / norm
+    return fractal_sum(lambda s, o_salt: _grid_noise(xs, ys, s, seed, o_salt), scale, salt, octaves)
