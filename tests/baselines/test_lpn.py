@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from tests.baselines.conftest import fixed_batch, tiny_config, train_on_fixed_batch
 
 from cvd.baselines import get_recipe
-from cvd.baselines.lpn import LPNHead, set_last_stride
+from cvd.baselines.lpn import LPNHead
 from cvd.baselines.partition import (
     horizontal_bands,
     masked_pool,
@@ -21,6 +21,7 @@ from cvd.baselines.partition import (
     ring_grid_size,
     square_rings,
 )
+from cvd.baselines.parts import set_last_stride
 from cvd.config import load_config
 from cvd.engine.optim import lr_factor
 from cvd.errors import ConfigError

@@ -47,14 +47,14 @@ from torch import nn
 
 from cvd.baselines.base import LossContext, register_recipe
 from cvd.baselines.blocks import ClassBlock, require_num_classes
-from cvd.baselines.lpn import (
+from cvd.baselines.partition import masked_pool, resize_for_rings, square_rings
+from cvd.baselines.parts import (
     PartClassificationLoss,
     PartClassifiers,
     PartHead,
     PartModel,
     PartRecipe,
 )
-from cvd.baselines.partition import masked_pool, resize_for_rings, square_rings
 from cvd.errors import ConfigError
 from cvd.losses import batch_hard_triplet
 from cvd.models.backbones import Backbone

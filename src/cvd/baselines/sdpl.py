@@ -34,8 +34,8 @@ from torch import nn
 
 from cvd.baselines.base import register_recipe
 from cvd.baselines.blocks import require_num_classes
-from cvd.baselines.lpn import PartClassifiers, PartHead, PartRecipe
 from cvd.baselines.partition import dense_parts, masked_gem, resize_for_rings
+from cvd.baselines.parts import PartClassifiers, PartHead, PartRecipe
 from cvd.errors import ConfigError
 from cvd.models.heads import register_head
 
