@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "index": "index",
     "localize": "localize",
     "export": "export",
+    "reproduce": "reproduce",
 }
 
 
