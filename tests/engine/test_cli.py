@@ -134,3 +134,69 @@ def test_bad_data_option_names_the_key_and_value_in_one_line(tiny_config, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "data.options.query_view='sky': must be 'drone' or 'street'" in err
+
+
+def test_test_on_a_reduced_set_says_so_and_strict_images_refuses_it(tiny_config, tiny_world, tmp_path):
+    # An unreadable query and a test building without its gallery image used to pass without a
+    # word in the summary: the run exited 0 with figures that were not the benchmark's.
+    import shutil
+
+    import torch
+
+    from cvd.config import load_config
+    from cvd.models import build_model, save_release
+
+    config = load_config(str(tiny_config()), [])
+    torch.manual_seed(0)
+    save_release(build_model(config).eval(), config, tmp_path / "release")
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world)
+    buildings = sorted(p.name for p in (world / "test" / "query_drone").iterdir())
+    unreadable = sorted((world / "test" / "query_drone" / buildings[0]).iterdir())[0]
+    original = unreadable.read_bytes()
+    unreadable.unlink()  # (never write through a hard link shared with the gallery copy)
+    unreadable.write_bytes(b"not a jpeg")
+    shutil.rmtree(world / "test" / "gallery_satellite" / buildings[1])
+    out = tmp_path / "results.json"
+
+    def test(*overrides: str) -> subprocess.CompletedProcess:
+        model = str(tmp_path / "release")
+        return cvd("test", "--model", model, "--out", str(out), f"data.root={world}", *overrides)
+
+    tested = test()
+    assert tested.returncode == 0, tested.stderr
+    summary = tested.stdout.splitlines()[0]
+    assert summary.startswith("university1652 [drone->satellite")
+    assert (
+        "[REDUCED SET: 1 queries + 0 gallery unreadable, dropped; 2 queries without a gallery match]"
+        in summary
+    )
+    assert (
+        "drone->satellite: evaluated on a reduced set: 1 queries and 0 gallery items dropped" in tested.stderr
+    )
+    assert str(unreadable) in tested.stderr and f"(locations {buildings[1]})" in tested.stderr
+    reduced = json.loads(out.read_text())[0]["reduced"]
+    assert reduced == {
+        "queries_dropped_unreadable": 1,
+        "gallery_dropped_unreadable": 0,
+        "queries_without_gallery_match": 2,
+        "queries_beyond_max_queries": 0,
+        "unreadable": [str(unreadable)],
+        "locations_without_gallery_match": [buildings[1]],
+    }
+
+    refused = test("data.strict_images=true")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert f"cvd test: error: cannot read image {unreadable}" in refused.stderr
+    unreadable.write_bytes(original)
+    refused = test("data.strict_images=true")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "drone->satellite: evaluated on a reduced set: 2 queries have no gallery item" in refused.stderr
+    assert "data.strict_images=true refuses a reduced evaluation set" in refused.stderr
+
+    complete = cvd("test", "--model", str(tmp_path / "release"), "--out", str(out), f"data.root={tiny_world}")
+    assert complete.returncode == 0 and "REDUCED" not in complete.stdout + complete.stderr
+    assert not any(
+        json.loads(out.read_text())[0]["reduced"][key]
+        for key in ("unreadable", "queries_without_gallery_match")
+    )

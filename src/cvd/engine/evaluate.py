@@ -22,7 +22,9 @@ from torch.utils.data import DataLoader
 
 from cvd.atomic import atomic_write_text
 from cvd.data import ImageDataset, ImageRecord, RetrievalSplit, collate_skipping
+from cvd.data.records import JUNK_LABEL
 from cvd.engine.distributed import DistContext, broadcast_object, gather_tensor
+from cvd.errors import DatasetLayoutError
 from cvd.evaluation import embed_dataset, evaluate_embeddings, summary_line
 
 LOGGER = logging.getLogger("cvd")
@@ -138,11 +140,13 @@ def evaluate_model(
     max_queries = evaluation.get("max_queries")
     results: list[dict[str, Any]] = []
     unreadable = _unreadable_paths(splits, config)
+    strict = bool(config["data"]["strict_images"])
     for split in splits:
-        queries = _drop_unreadable(split.queries, unreadable, split.name)
-        gallery = _drop_unreadable(split.gallery, unreadable, split.name)
-        if max_queries:
-            queries = queries[: int(max_queries)]
+        readable_queries = _drop_unreadable(split.queries, unreadable)
+        gallery = _drop_unreadable(split.gallery, unreadable)
+        queries = readable_queries[: int(max_queries)] if max_queries else readable_queries
+        reduced = reduced_set(split, readable_queries, queries, gallery, unreadable)
+        report_reduced(split.name, reduced, strict)
         query_emb = embedder(queries, f"{split.name} queries")
         gallery_emb = embedder(gallery, f"{split.name} gallery")
         if not dist.is_main:
@@ -162,10 +166,11 @@ def evaluate_model(
                 "dataset": config["data"]["dataset"],
                 "baseline": config["model"]["baseline"],
                 "cvd": bool(config["cvd"]["enabled"]),
-                "unreadable_skipped": (len(split.queries) - len(queries))
-                + (len(split.gallery) - len(gallery)),
+                "unreadable_skipped": reduced["queries_dropped_unreadable"]
+                + reduced["gallery_dropped_unreadable"],
             },
         )
+        result["reduced"] = reduced
         result["summary"] = summary_line(result)
         results.append(result)
     return broadcast_object(results)  # type: ignore[return-value]
@@ -180,12 +185,78 @@ def _unreadable_paths(splits: list[Any], config: Mapping[str, Any]) -> set[Path]
     return set(dataset.skipped)
 
 
-def _drop_unreadable(records: list[ImageRecord], unreadable: set[Path], name: str) -> list[ImageRecord]:
-    """Drop (and report) unreadable images before embedding, so every rank's share stays aligned."""
-    kept = [record for record in records if Path(record.path) not in unreadable]
-    if len(kept) < len(records):
-        LOGGER.warning("%s: %d unreadable images skipped", name, len(records) - len(kept))
-    return kept
+def _drop_unreadable(records: list[ImageRecord], unreadable: set[Path]) -> list[ImageRecord]:
+    """Drop unreadable images before embedding, so every rank's share stays aligned
+    (`reduced_set` counts them for the report)."""
+    return [record for record in records if Path(record.path) not in unreadable]
+
+
+MAX_LISTED = 10  # paths and locations listed in results.json per split
+
+
+def reduced_set(
+    split: RetrievalSplit,
+    readable_queries: list[ImageRecord],
+    queries: list[ImageRecord],
+    gallery: list[ImageRecord],
+    unreadable: set[Path],
+) -> dict[str, Any]:
+    """How a split's evaluated set falls short of the benchmark's, and why (recorded in
+    results.json as ``reduced``; all zeros for a complete set).
+
+    Unreadable queries and gallery items are dropped; a query whose location has no (readable)
+    gallery item is kept and scores as a miss, as the benchmarks' scripts count it, but a
+    number computed so is not the benchmark's and must say so. ``eval.max_queries`` is a
+    reduction asked for and is counted apart.
+    """
+    dropped = [str(r.path) for r in (*split.queries, *split.gallery) if Path(r.path) in unreadable]
+    matched = {record.label for record in gallery if record.label != JUNK_LABEL}
+    orphans = [record for record in queries if record.label not in matched]
+    locations = sorted({str(record.location) for record in orphans})
+    return {
+        "queries_dropped_unreadable": len(split.queries) - len(readable_queries),
+        "gallery_dropped_unreadable": len(split.gallery) - len(gallery),
+        "queries_without_gallery_match": len(orphans),
+        "queries_beyond_max_queries": len(readable_queries) - len(queries),
+        "unreadable": list(dict.fromkeys(dropped))[:MAX_LISTED],
+        "locations_without_gallery_match": locations[:MAX_LISTED],
+    }
+
+
+def is_reduced(reduced: Mapping[str, Any]) -> bool:
+    """Whether images of the benchmark's set are missing from the evaluation (not max_queries)."""
+    return bool(
+        reduced["queries_dropped_unreadable"]
+        or reduced["gallery_dropped_unreadable"]
+        or reduced["queries_without_gallery_match"]
+    )
+
+
+def report_reduced(name: str, reduced: Mapping[str, Any], strict: bool) -> None:
+    """Warn (stderr) that split ``name`` is evaluated on a reduced set, saying why; under
+    ``data.strict_images`` a reduced set is an error instead: its numbers are not the benchmark's."""
+    if not is_reduced(reduced):
+        return
+    reasons = []
+    if reduced["queries_dropped_unreadable"] or reduced["gallery_dropped_unreadable"]:
+        reasons.append(
+            f"{reduced['queries_dropped_unreadable']} queries and {reduced['gallery_dropped_unreadable']} "
+            f"gallery items dropped as unreadable (first: {reduced['unreadable'][0]})"
+        )
+    if reduced["queries_without_gallery_match"]:
+        locations = reduced["locations_without_gallery_match"]
+        reasons.append(
+            f"{reduced['queries_without_gallery_match']} queries have no gallery item of their location "
+            f"and score as misses (locations {', '.join(locations)}"
+            f"{', ...' if len(locations) == MAX_LISTED else ''})"
+        )
+    message = f"{name}: evaluated on a reduced set: {'; '.join(reasons)}"
+    if strict:
+        raise DatasetLayoutError(
+            f"{message}; data.strict_images=true refuses a reduced evaluation set "
+            "(repair the dataset, or set data.strict_images=false to evaluate what is there)"
+        )
+    LOGGER.warning("%s (recorded as 'reduced' in the results)", message)
 
 
 def mine_neighbours(model: nn.Module, data: Any, dist: DistContext) -> dict[int, np.ndarray]:

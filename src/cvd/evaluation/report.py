@@ -39,7 +39,24 @@ def summary_line(result: Mapping[str, Any]) -> str:
             figures.append(f"{label} {result[name]:.2f}")
     if "AP_textbook" in result:
         figures.append(f"(textbook AP {result['AP_textbook']:.2f})")
-    return f"{result['protocol']} [{', '.join(context)}] {sizes}: {' '.join(figures)}"
+    line = f"{result['protocol']} [{', '.join(context)}] {sizes}: {' '.join(figures)}"
+    return line + _reduced_note(result.get("reduced"))
+
+
+def _reduced_note(reduced: Mapping[str, Any] | None) -> str:
+    """What a figure computed on fewer images than the benchmark's misses (empty when complete)."""
+    if not reduced:
+        return ""
+    parts = []
+    dropped_q, dropped_g = (
+        reduced.get("queries_dropped_unreadable", 0),
+        reduced.get("gallery_dropped_unreadable", 0),
+    )
+    if dropped_q or dropped_g:
+        parts.append(f"{dropped_q} queries + {dropped_g} gallery unreadable, dropped")
+    if reduced.get("queries_without_gallery_match"):
+        parts.append(f"{reduced['queries_without_gallery_match']} queries without a gallery match")
+    return f" [REDUCED SET: {'; '.join(parts)}]" if parts else ""
 
 
 def write_json(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
