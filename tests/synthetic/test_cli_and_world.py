@@ -126,3 +126,61 @@ def test_fractal_sum_halves_scale_and_weight_per_octave_and_normalises():
     assert fractal_sum(octave, 80.0, 2, 3) == pytest.approx(60.0)
     assert calls == [(80.0, 62), (40.0, 63), (20.0, 64)]  # salt * 31 + octave
     assert fractal_sum(lambda scale, salt: 0.25, 9.0, 0, 4) == pytest.approx(0.25)
+
+
+def test_a_damaged_dataset_is_repaired_not_reused_as_is(tmp_path, capsys):
+    # A deleted and a truncated image used to be reused as is: `cvd synth` said nothing and the
+    # loaders then skipped or choked on them. The files are checked against the metadata.
+    import json
+
+    out = tmp_path / "u1652"
+    command = [
+        "synth", "--layout", "university1652", "--locations", "4", "--views-per-location", "2",
+        "--size", "32", "--seed", "7", "--out", str(out), "--no-progress", "--workers", "1",
+        "--set", "satellite_extent=60", "--set", "max_view_distance=200",
+    ]  # fmt: skip
+
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.jp*g"))}
+
+    assert main(command) == 0
+    complete = files()
+    metadata = json.loads((out / "cvd_synthetic.json").read_text())
+    assert set(complete) <= set(metadata["files"])
+    deleted = out / "train" / "drone" / "0001" / "image-01.jpeg"
+    truncated = out / "test" / "gallery_satellite" / "0004" / "0004.jpg"
+    deleted.unlink()
+    data = truncated.read_bytes()
+    truncated.unlink()  # (a fresh file: the hard-linked query copy stays intact)
+    truncated.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    assert main(command) == 0
+    err = capsys.readouterr().err
+    assert (
+        "2 file(s) missing or damaged" in err
+        and "regenerating location(s) 0001, 0004, keeping the others" in err
+    )
+    assert (
+        f"(first: test/gallery_satellite/0004/0004.jpg: {len(data) // 2} bytes, {len(data)} recorded)" in err
+    )
+    assert files() == complete  # rendered again byte for byte
+    assert main(command) == 0 and capsys.readouterr().err == ""  # complete: reused silently
+
+    # a dataset written before sizes were recorded: its images are decoded instead
+    metadata = json.loads((out / "cvd_synthetic.json").read_text())
+    del metadata["files"]
+    (out / "cvd_synthetic.json").write_text(json.dumps(metadata))
+    truncated.unlink()
+    truncated.write_bytes(data[: len(data) // 2])
+    assert main(command) == 0
+    assert "0004.jpg: does not decode); regenerating location(s) 0004" in capsys.readouterr().err
+    assert files() == complete and "files" in json.loads((out / "cvd_synthetic.json").read_text())
+
+    # when a location cannot be rendered to the recorded bytes, the whole dataset is made again
+    metadata = json.loads((out / "cvd_synthetic.json").read_text())
+    metadata["files"]["test/gallery_satellite/0004/0004.jpg"] += 1
+    (out / "cvd_synthetic.json").write_text(json.dumps(metadata))
+    assert main(command) == 0
+    assert "regenerating the whole dataset" in capsys.readouterr().err
+    assert files() == complete
+    assert main(command) == 0 and capsys.readouterr().err == ""

@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -196,7 +197,11 @@ def generate(
     SUES-200: drone images per altitude; CVUSA, CVACT: ignored (one panorama per location).
     `options`: any `SynthOptions` field. `progress`: True for a tqdm bar, or a callback(done, total).
     An `out` that already holds this very dataset (same version, layout, counts, size, seed and
-    options) is reused as is; another synthetic dataset there is replaced only with
+    options) is reused once its files check out against the metadata (each present with its
+    recorded size; datasets written before sizes were recorded: each image decodes); the
+    locations of missing or damaged images are rendered again (every random stream is keyed by
+    location, so the bytes are the same), any other damaged file regenerates the whole dataset,
+    and stderr says which. Another synthetic dataset there is replaced only with
     `overwrite=True`; a non-empty folder that is not a synthetic dataset is never touched. A
     generation that was interrupted (its in-progress marker is still there) is cleared and
     redone, whatever `overwrite` says: it was ours and is incomplete.
@@ -210,7 +215,9 @@ def generate(
     specs = plan_dataset(layout, locations, views_per_location, seed, opts)
     request = _request(layout, locations, views_per_location, size, seed, opts)
     if _prepare_root(root, request, overwrite):
-        return root  # the same dataset is already there
+        if _repair(root, layout, specs, size, seed, opts):
+            return root  # the same dataset is already there, complete
+        _clear(root)
     started = time.perf_counter()
     (root / IN_PROGRESS_FILE).write_text(json.dumps(request, indent=1))
 
@@ -332,6 +339,91 @@ def _prepare_root(root: Path, request: dict[str, Any], overwrite: bool) -> bool:
     return False
 
 
+def dataset_files(root: Path) -> dict[str, int]:
+    """Size in bytes of every file of a generated dataset (relative POSIX path -> size), the
+    metadata and the in-progress marker excepted: what `verify_dataset` checks on reuse."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if path.is_file() and relative not in (METADATA_FILE, IN_PROGRESS_FILE):
+            files[relative] = path.stat().st_size
+    return files
+
+
+def verify_dataset(root: Path, metadata: dict[str, Any]) -> dict[str, str]:
+    """Files of `metadata` that are missing or damaged: relative path -> what is wrong.
+
+    Sizes are compared where the metadata records them (`files`); older datasets record only
+    their images, which are then decoded (a truncated JPEG does not decode).
+    """
+    from cvd.data.images import is_readable
+
+    problems = {}
+    recorded = metadata.get("files")
+    expected = recorded if isinstance(recorded, dict) else dict.fromkeys(metadata.get("images", {}))
+    for relative, size in expected.items():
+        path = root / relative
+        if not path.is_file():
+            problems[relative] = "missing"
+        elif size is not None and path.stat().st_size != size:
+            problems[relative] = f"{path.stat().st_size} bytes, {size} recorded"
+        elif size is None and not is_readable(path):
+            problems[relative] = "does not decode"
+    return problems
+
+
+def _repair(
+    root: Path, layout: str, specs: list[LocationSpec], size: int, seed: int, opts: SynthOptions
+) -> bool:
+    """Check a reused dataset's files and render the locations of missing or damaged images
+    again; True when the dataset is then complete, False when it must be regenerated whole."""
+    metadata = load_metadata(root)
+    problems = verify_dataset(root, metadata)
+    images = metadata.get("images", {})
+    if not problems:
+        if "files" not in metadata:  # written before sizes were recorded: record them now
+            _record_files(root, metadata)
+        return True
+    first, reason = next(iter(problems.items()))
+    found = f"{root}: {len(problems)} file(s) missing or damaged (first: {first}: {reason})"
+    others = sorted(relative for relative in problems if relative not in images)
+    if others:
+        print(
+            f"cvd synth: {found}; {others[0]} belongs to no single location: regenerating the whole dataset",
+            file=sys.stderr,
+        )
+        return False
+    locations = sorted({images[relative]["location"] for relative in problems})
+    print(
+        f"cvd synth: {found}; regenerating location(s) {', '.join(locations)}, keeping the others",
+        file=sys.stderr,
+    )
+    (root / IN_PROGRESS_FILE).write_text(json.dumps({"repairing": locations}, indent=1))
+    by_name = {spec.name: spec for spec in specs}
+    with torch_threads(1):
+        renderer = LocationRenderer(World(seed, opts), size, opts)
+        for name in locations:
+            _write_location(layout, root, renderer.render(by_name[name]), opts)
+    still = verify_dataset(root, metadata)
+    if still:
+        first, reason = next(iter(still.items()))
+        print(
+            f"cvd synth: {root}: a regenerated file differs from the recorded one ({first}: {reason}; "
+            "another image library version?): regenerating the whole dataset",
+            file=sys.stderr,
+        )
+        return False
+    if "files" not in metadata:
+        _record_files(root, metadata)
+    (root / IN_PROGRESS_FILE).unlink()
+    return True
+
+
+def _record_files(root: Path, metadata: dict[str, Any]) -> None:
+    metadata = {**metadata, "files": dataset_files(root)}
+    atomic_write_text(root / METADATA_FILE, json.dumps(metadata, indent=1, sort_keys=False))
+
+
 def _clear(root: Path) -> None:
     for child in root.iterdir():
         if child.is_dir():
@@ -397,6 +489,7 @@ def _write_metadata(
         },
         "location_entries": location_entries,
         "images": dict(sorted(images.items())),
+        "files": dataset_files(root),  # sizes, checked when the dataset is reused
     }
     atomic_write_text(root / METADATA_FILE, json.dumps(metadata, indent=1, sort_keys=False))
 
