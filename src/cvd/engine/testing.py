@@ -28,16 +28,12 @@ from cvd.errors import CheckpointError
 def load_trained(path: Path) -> tuple[Any, dict[str, Any], Path]:
     """(model, its config, the run or release folder) from a run, a release or a checkpoint."""
     from cvd.models import build_model, load_release
+    from cvd.models.release import RELEASE_DIR, release_weights
 
     if not path.exists():
         raise CheckpointError(
             f"{path}: no such file or directory (--model takes a run folder, its release/ folder, "
             "a model.safetensors or a checkpoints/step-N.ckpt)"
-        )
-    if path.is_dir() and not (path / "release").is_dir() and not (path / "model.safetensors").is_file():
-        raise CheckpointError(
-            f"{path}: neither a run folder with a release/ (did its training finish?) nor a release "
-            "folder; for an unfinished run pass one of its checkpoints/step-N.ckpt"
         )
     if path.suffix == ".ckpt":
         run_dir = path.parent.parent
@@ -55,12 +51,14 @@ def load_trained(path: Path) -> tuple[Any, dict[str, Any], Path]:
         except RuntimeError as error:
             raise CheckpointError(f"{path} does not match the model of {config_path}: {error}") from error
         return model, config, run_dir
-    release = path / "release" if (path / "release").is_dir() else path
-    model, config = load_release(release)
-    run_dir = release.parent if release.name == "release" else release
-    if run_dir.suffix == ".safetensors":
-        run_dir = run_dir.parent
-    return model, dict(config), run_dir
+    try:
+        weights = release_weights(path)
+    except CheckpointError as error:
+        hint = "; for an unfinished run pass one of its checkpoints/step-N.ckpt" if path.is_dir() else ""
+        raise CheckpointError(f"{error}{hint}") from error
+    model, config = load_release(weights)
+    release = weights.parent
+    return model, dict(config), release.parent if release.name == RELEASE_DIR else release
 
 
 def resolve_test_config(

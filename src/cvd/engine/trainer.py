@@ -567,16 +567,23 @@ def build_sam(
 
 def load_initial_weights(model: nn.Module, path: Path) -> None:
     """Start from released weights (a run folder, a release folder or a .safetensors file), strictly."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    candidates = [path / "release" / "model.safetensors", path / "model.safetensors", path]
-    weights = next((c for c in candidates if c.is_file()), None)
-    if weights is None:
-        raise CheckpointError(
-            f"model.init_from: no released weights at {path} (tried {', '.join(map(str, candidates[:2]))})"
-        )
+    from cvd.models.release import release_weights
+
     try:
-        model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
+        weights = release_weights(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"model.init_from: {error}") from error
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"model.init_from: {weights}: corrupt or not a safetensors file: {error}"
+        ) from error
+    try:
+        model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"model.init_from: {weights} does not fit this model: {error}") from error
     LOGGER.info("initialised the model from %s", weights)

@@ -25,9 +25,6 @@ from PIL import Image
 
 from cvd.errors import CheckpointError
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.yaml"
-
 
 class Embedder(Protocol):
     """What the gallery index and `localize` need from a model."""
@@ -47,28 +44,10 @@ class Embedder(Protocol):
         ...
 
 
-def release_paths(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(weights, config) of a release folder, a .safetensors file, or a run folder's release/."""
-    path = Path(path)
-    if path.is_dir() and (path / "release" / WEIGHTS_NAME).is_file():
-        path = path / "release"
-    if path.is_dir():
-        weights, config = path / WEIGHTS_NAME, path / CONFIG_NAME
-    elif path.suffix == ".safetensors":
-        weights, config = path, path.with_name(CONFIG_NAME)
-    else:
-        raise CheckpointError(
-            f"{path}: not a model; give a release folder ({WEIGHTS_NAME} + {CONFIG_NAME}), a run folder "
-            "with release/, a .safetensors file, or an exported .onnx file"
-        )
-    for required in (weights, config):
-        if not required.is_file():
-            raise CheckpointError(f"{required}: missing; a release holds {WEIGHTS_NAME} and {CONFIG_NAME}")
-    return weights, config
-
-
 def release_identity(path: str | os.PathLike) -> str:
     """Identity of released weights: SHA-256 over the weights file and its config file."""
+    from cvd.models.release import release_paths  # not at import: cvd.models loads timm
+
     digest = hashlib.sha256()
     for tag, file in zip((b"weights", b"config"), release_paths(path)):
         digest.update(tag)  # fixed tags: renaming a file does not change the model
@@ -118,6 +97,7 @@ class TorchEmbedder:
         """Embedder of `view`'s branch of released weights (a release, .safetensors or run folder)."""
         from cvd.data.transforms import build_eval_transform
         from cvd.models import load_release
+        from cvd.models.release import release_paths
 
         weights, _ = release_paths(path)
         model, config = load_release(weights)

@@ -31,6 +31,7 @@ from cvd.errors import CheckpointError, CVDError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
+RELEASE_DIR = "release"  # inside a run folder
 CONFIG_HASH_KEY = "cvd_config_sha256"
 
 LOGGER = logging.getLogger("cvd")
@@ -105,19 +106,45 @@ def check_binding(weights_path: Path, config_path: Path) -> None:
         )
 
 
-def _release_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+def release_weights(path: str | os.PathLike[str]) -> Path:
+    """The weights file of a run folder (its ``release/``), a release folder or a .safetensors file.
+
+    The one place that knows where a run keeps its released weights: training's
+    ``model.init_from``, ``cvd test``, ``cvd index`` and ``cvd localize`` all resolve through here.
+    """
     path = Path(path)
+    if path.is_dir() and (path / RELEASE_DIR / WEIGHTS_NAME).is_file():
+        return path / RELEASE_DIR / WEIGHTS_NAME
     if path.is_dir():
-        return path / WEIGHTS_NAME, path / CONFIG_NAME
-    if path.suffix == ".safetensors":
-        return path, path.with_name(CONFIG_NAME)
-    if not path.exists():
+        weights = path / WEIGHTS_NAME
+    elif path.suffix == ".safetensors":
+        weights = path
+    elif not path.exists():
         raise CheckpointError(f"{path}: no such file or directory")
-    raise CheckpointError(f"{path}: not a release directory nor a .safetensors file")
+    else:
+        raise CheckpointError(f"{path}: not a run folder, a release folder nor a .safetensors file")
+    if not weights.is_file():
+        raise CheckpointError(
+            f"{weights}: missing; a release holds {WEIGHTS_NAME} and {CONFIG_NAME} (a run folder holds "
+            f"them in {RELEASE_DIR}/ once its training has finished)"
+        )
+    return weights
+
+
+def release_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(weights, config) of a run folder, a release folder or a .safetensors file; both must exist."""
+    weights = release_weights(path)
+    config = weights.with_name(CONFIG_NAME)
+    for required in (weights, config):
+        if not required.is_file():
+            raise CheckpointError(f"{required}: missing; a release holds {WEIGHTS_NAME} and {CONFIG_NAME}")
+    return weights, config
 
 
 def load_release(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the released model (no weight download: the file has them) and load it strictly.
+
+    ``path``: a run folder, a release folder or a .safetensors file (see :func:`release_weights`).
 
     Returns the model in eval mode and its config.
     """
@@ -126,10 +153,7 @@ def load_release(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any
 
     from cvd.models.model import build_model
 
-    weights_path, config_path = _release_paths(path)
-    for required in (weights_path, config_path):
-        if not required.is_file():
-            raise CheckpointError(f"{required}: missing; a release holds {WEIGHTS_NAME} and {CONFIG_NAME}")
+    weights_path, config_path = release_paths(path)
     try:
         config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
