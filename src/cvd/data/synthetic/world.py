@@ -211,6 +211,7 @@ class Block:
     land_use: str
     ground_rgb: RGB
     ground_material: int
+    style: Style  # the district's style at the block's centre: palettes and vegetation tint
     patches: list[Patch] = field(default_factory=list)
     buildings: list[Building] = field(default_factory=list)
     solids: list[Solid] = field(default_factory=list)
@@ -283,7 +284,6 @@ class World:
         self._nodes: dict[tuple[int, int], np.ndarray] = {}
         self._roads: dict[tuple[int, int, bool], float] = {}
         self._chunks: OrderedDict[tuple[int, int, float], Raster] = OrderedDict()
-        self._style = self.style(0.0, 0.0)  # style of the block being filled
         self.chunk_capacity = chunk_capacity
 
     # ----- global fields -------------------------------------------------------------------
@@ -397,14 +397,15 @@ class World:
         placer = _Placer(local, centre, axis)
         rng = object_rng(self.seed, 101, i, j)
         urban = self.urbanity(*quad.mean(axis=0))
-        self._style = self.style(*quad.mean(axis=0))
+        style = self.style(*quad.mean(axis=0))
         use = self._choose_land_use(rng, urban)
         block = Block(
             index=(i, j),
             quad=quad,
             land_use=use,
-            ground_rgb=_jitter(rng, _tint(GRASS, self._style.vegetation), 0.1),
+            ground_rgb=_jitter(rng, _tint(GRASS, style.vegetation), 0.1),
             ground_material=Material.GRASS,
+            style=style,
         )
         getattr(self, f"_fill_{use}")(block, placer, rng, urban)
         return block
@@ -423,7 +424,9 @@ class World:
         return LAND_USES[int(rng.choice(len(LAND_USES), p=w / w.sum()))]
 
     # ----- land uses -----------------------------------------------------------------------
-    def _house(self, placer: _Placer, rng: np.random.Generator, frame: Frame, palette: RGB) -> Building:
+    def _house(
+        self, style: Style, placer: _Placer, rng: np.random.Generator, frame: Frame, palette: RGB
+    ) -> Building:
         roof = str(rng.choice(["gable", "hip", "flat"], p=[0.55, 0.35, 0.10]))
         floors = int(rng.integers(1, 3))
         eave = floors * 2.9 + rng.uniform(0.2, 0.8)
@@ -431,7 +434,7 @@ class World:
         if frame.hv > frame.hu:  # ridge along the long side
             frame = Frame(frame.cx, frame.cy, -frame.sin, frame.cos, frame.hv, frame.hu)
         roof_rgb = _jitter(
-            rng, palette if roof != "flat" else self._pick(rng, self._style.flat_roofs, FLAT_ROOFS), 0.08
+            rng, palette if roof != "flat" else self._pick(rng, style.flat_roofs, FLAT_ROOFS), 0.08
         )
         return Building(
             frame=frame,
@@ -439,7 +442,7 @@ class World:
             roof=roof,
             ridge=ridge,
             roof_rgb=roof_rgb,
-            wall_rgb=_jitter(rng, self._pick(rng, self._style.walls, WALLS), 0.05),
+            wall_rgb=_jitter(rng, self._pick(rng, style.walls, WALLS), 0.05),
             window_rgb=GLASS[int(rng.integers(len(GLASS)))],
             floor_height=2.9,
             window_spacing=float(rng.uniform(2.8, 4.0)),
@@ -447,12 +450,12 @@ class World:
             parapet=roof == "flat",
         )
 
-    def _big_building(self, rng: np.random.Generator, frame: Frame, eave: float) -> Building:
+    def _big_building(self, style: Style, rng: np.random.Generator, frame: Frame, eave: float) -> Building:
         roof = str(rng.choice(["flat", "hip", "gable"], p=[0.78, 0.14, 0.08]))
         ridge = 0.0 if roof == "flat" else min(frame.hu, frame.hv) * rng.uniform(0.25, 0.45)
         if frame.hv > frame.hu and roof != "flat":
             frame = Frame(frame.cx, frame.cy, -frame.sin, frame.cos, frame.hv, frame.hu)
-        palette = self._style.flat_roofs if roof == "flat" else self._style.roofs
+        palette = style.flat_roofs if roof == "flat" else style.roofs
         roof_rgb = self._pick(rng, palette, FLAT_ROOFS if roof == "flat" else PITCHED_ROOFS)
         if rng.random() < self.options.vivid_roofs:  # painted metal and membrane roofs: landmarks
             roof_rgb = VIVID_ROOFS[int(rng.integers(len(VIVID_ROOFS)))]
@@ -463,7 +466,7 @@ class World:
             roof=roof,
             ridge=ridge,
             roof_rgb=_jitter(rng, roof_rgb, 0.08),
-            wall_rgb=_jitter(rng, self._pick(rng, self._style.walls, WALLS), 0.05),
+            wall_rgb=_jitter(rng, self._pick(rng, style.walls, WALLS), 0.05),
             window_rgb=GLASS[int(rng.integers(len(GLASS)))],
             floor_height=float(rng.uniform(3.3, 4.2)),
             window_spacing=float(rng.uniform(2.4, 3.6)),
@@ -496,7 +499,7 @@ class World:
             if point is None:
                 continue
             x, y = placer.world(*point)
-            block.trees.append(self._tree(rng, x, y))
+            block.trees.append(self._tree(block.style, rng, x, y))
 
     @staticmethod
     def _pick(rng: np.random.Generator, family: tuple[RGB, ...], everything: tuple[RGB, ...]) -> RGB:
@@ -504,8 +507,8 @@ class World:
         pool = family if rng.random() < 0.8 else everything
         return pool[int(rng.integers(len(pool)))]
 
-    def _tree(self, rng: np.random.Generator, x: float, y: float, scale: float = 1.0) -> Tree:
-        green = _jitter(rng, _tint((0.16, 0.29, 0.10), self._style.vegetation), 0.18)
+    def _tree(self, style: Style, rng: np.random.Generator, x: float, y: float, scale: float = 1.0) -> Tree:
+        green = _jitter(rng, _tint((0.16, 0.29, 0.10), style.vegetation), 0.18)
         return Tree(x, y, float(rng.uniform(2.2, 5.0) * scale), float(rng.uniform(7.0, 16.0) * scale), green)
 
     def _parking(self, block: Block, placer: _Placer, rng: np.random.Generator, hu: float, hv: float) -> None:
@@ -539,7 +542,7 @@ class World:
     def _fill_residential(
         self, block: Block, placer: _Placer, rng: np.random.Generator, urban: float
     ) -> None:
-        palette = self._pick(rng, self._style.roofs, PITCHED_ROOFS)
+        palette = self._pick(rng, block.style.roofs, PITCHED_ROOFS)
         depth = min(32.0, (placer.vmax - placer.vmin) / 2)
         for side in (-1, 1):
             u = placer.umin + rng.uniform(0, 4)
@@ -552,10 +555,10 @@ class World:
                 cu = u + lot / 2 + rng.uniform(-1.5, 1.5)
                 if placer.fits(cu, cv, hu, hv, 1.5):
                     local_palette = (
-                        palette if rng.random() < 0.6 else self._pick(rng, self._style.roofs, PITCHED_ROOFS)
+                        palette if rng.random() < 0.6 else self._pick(rng, block.style.roofs, PITCHED_ROOFS)
                     )
                     frame = placer.take(cu, cv, hu, hv)
-                    block.buildings.append(self._house(placer, rng, frame, local_palette))
+                    block.buildings.append(self._house(block.style, placer, rng, frame, local_palette))
                     lawn = placer.frame(
                         u + lot / 2,
                         placer.vmin + depth / 2 if side < 0 else placer.vmax - depth / 2,
@@ -574,7 +577,7 @@ class World:
                         tu = u + rng.uniform(2, lot - 2)
                         tv = cv - side * (hv + rng.uniform(3, depth - 2 * hv - 2 + 3))
                         if placer.fits(tu, tv, 0, 0, 2.5):
-                            block.trees.append(self._tree(rng, *placer.world(tu, tv), scale=0.9))
+                            block.trees.append(self._tree(block.style, rng, *placer.world(tu, tv), scale=0.9))
                     if rng.random() < 0.25:
                         su = u + rng.uniform(3, lot - 3)
                         sv = cv - side * (hv + rng.uniform(6, 12))
@@ -611,7 +614,7 @@ class World:
                 )
                 if placer.fits(cu, cv, hu, hv, 7.0):
                     frame = placer.take(cu, cv, hu, hv)
-                    b = self._big_building(rng, frame, float(rng.uniform(9, 26 + 12 * urban)))
+                    b = self._big_building(block.style, rng, frame, float(rng.uniform(9, 26 + 12 * urban)))
                     block.buildings.append(b)
                     self._rooftop(block, rng, b)
                     if rng.random() < 0.4:  # an L-shaped wing
@@ -621,7 +624,7 @@ class World:
                         if placer.fits(wu, wv, whu, whv, 1.0):
                             wing = placer.take(wu, wv, whu, whv)
                             block.buildings.append(
-                                self._big_building(rng, wing, b.eave * rng.uniform(0.55, 1.0))
+                                self._big_building(block.style, rng, wing, b.eave * rng.uniform(0.55, 1.0))
                             )
                     break
         if rng.random() < 0.7:
@@ -654,7 +657,7 @@ class World:
                 if placer.fits(cu, cv, hu, hv, 4.0):
                     frame = placer.take(cu, cv, hu, hv)
                     eave = float(rng.uniform(8, 18 + 30 * max(0.0, urban - 0.5)))
-                    b = self._big_building(rng, frame, eave)
+                    b = self._big_building(block.style, rng, frame, eave)
                     block.buildings.append(b)
                     self._rooftop(block, rng, b)
                     break
@@ -681,7 +684,7 @@ class World:
                 )
                 if placer.fits(cu, cv, hu, hv, 6.0):
                     frame = placer.take(cu, cv, hu, hv)
-                    b = self._big_building(rng, frame, float(rng.uniform(7, 13)))
+                    b = self._big_building(block.style, rng, frame, float(rng.uniform(7, 13)))
                     block.buildings.append(b)
                     self._rooftop(block, rng, b)
                     break
@@ -729,10 +732,10 @@ class World:
                 u = centre[0] + rng.normal(0, 7)
                 v = centre[1] + rng.normal(0, 7)
                 if placer.fits(u, v, 0, 0, 2.0):
-                    block.trees.append(self._tree(rng, *placer.world(u, v)))
+                    block.trees.append(self._tree(block.style, rng, *placer.world(u, v)))
 
     def _fill_field(self, block: Block, placer: _Placer, rng: np.random.Generator, urban: float) -> None:
-        crop = _jitter(rng, _tint(CROPS[int(rng.integers(len(CROPS)))], self._style.vegetation), 0.08)
+        crop = _jitter(rng, _tint(CROPS[int(rng.integers(len(CROPS)))], block.style.vegetation), 0.08)
         block.ground_rgb = crop
         block.ground_material = Material.FIELD
         hu = (placer.umax - placer.umin) / 2 + 5
@@ -750,24 +753,27 @@ class World:
             a, b = edge[k], edge[(k + 1) % 4]
             for t in np.arange(0.05, 0.95, rng.uniform(0.05, 0.12)):
                 p = a + (b - a) * t
-                block.trees.append(self._tree(rng, *placer.world(float(p[0]), float(p[1])), scale=0.8))
+                x, y = placer.world(float(p[0]), float(p[1]))
+                block.trees.append(self._tree(block.style, rng, x, y, scale=0.8))
         if rng.random() < 0.3:
             point = placer.free_point(rng, 10.0)
             if point is not None:
                 frame = placer.take(point[0], point[1], rng.uniform(8, 14), rng.uniform(5, 8))
                 block.buildings.append(
-                    self._house(placer, rng, frame, self._pick(rng, self._style.roofs, PITCHED_ROOFS))
+                    self._house(
+                        block.style, placer, rng, frame, self._pick(rng, block.style.roofs, PITCHED_ROOFS)
+                    )
                 )
 
     def _fill_forest(self, block: Block, placer: _Placer, rng: np.random.Generator, urban: float) -> None:
-        block.ground_rgb = _jitter(rng, _tint((0.20, 0.27, 0.13), self._style.vegetation), 0.08)
+        block.ground_rgb = _jitter(rng, _tint((0.20, 0.27, 0.13), block.style.vegetation), 0.08)
         polygon = tuple(placer.world(float(u), float(v)) for u, v in placer.poly)
-        green = _jitter(rng, _tint((0.15, 0.27, 0.10), self._style.vegetation), 0.12)
+        green = _jitter(rng, _tint((0.15, 0.27, 0.10), block.style.vegetation), 0.12)
         block.forests.append(Forest(polygon, float(rng.uniform(11.0, 17.0)), green))
         for _ in range(int(rng.integers(4, 12))):  # a few taller trees standing out of the canopy
             point = placer.free_point(rng, 0.0)
             if point is not None:
-                block.trees.append(self._tree(rng, *placer.world(*point), scale=1.4))
+                block.trees.append(self._tree(block.style, rng, *placer.world(*point), scale=1.4))
 
     def _fill_water(self, block: Block, placer: _Placer, rng: np.random.Generator, urban: float) -> None:
         hu = (placer.umax - placer.umin) / 2 * rng.uniform(0.7, 0.95)
