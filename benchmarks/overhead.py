@@ -24,7 +24,7 @@ import torch
 from cvd.baselines.base import LossContext
 from cvd.baselines.sample4geo import SymmetricInfoNCE
 from cvd.engine.objective import TrainingObjective
-from cvd.models import build_model
+from cvd.factory import build_model
 
 
 def make_config(

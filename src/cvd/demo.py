@@ -137,7 +137,7 @@ def evaluate_untrained(config: dict[str, Any]) -> list[dict[str, Any]]:
     from cvd.engine.data import dataset_from_config
     from cvd.engine.distributed import DistContext
     from cvd.engine.evaluate import evaluate_model
-    from cvd.models import build_model
+    from cvd.factory import build_model
 
     torch.manual_seed(int(config["seed"]))
     model = build_model(config).eval()

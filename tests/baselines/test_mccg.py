@@ -205,9 +205,10 @@ def test_real_configs_build_with_a_tiny_backbone(name):
 
 
 def test_released_model_rebuilds_from_its_config(tmp_path):
-    """`cvd test` and `cvd export` rebuild from the run's config with cvd.models.build_model, which
+    """`cvd test` and `cvd export` rebuild from the run's config with cvd.factory.build_model, which
     goes through the recipe and passes model.num_classes to the head: it comes back identical."""
-    from cvd.models import load_release, save_release
+    from cvd.factory import load_release
+    from cvd.models import save_release
 
     config = tiny_config("mccg", cvd=True, backbone=TINY_MCCG, num_classes=6)
     model = get_recipe("mccg")(config).build_model(config).eval()

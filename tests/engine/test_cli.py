@@ -113,7 +113,8 @@ def test_test_json_prints_the_results_file_and_nothing_else(tiny_config, tmp_pat
     import torch
 
     from cvd.config import load_config
-    from cvd.models import build_model, save_release
+    from cvd.factory import build_model
+    from cvd.models import save_release
 
     config = load_config(str(tiny_config()), [])
     torch.manual_seed(0)
@@ -144,7 +145,8 @@ def test_test_on_a_reduced_set_says_so_and_strict_images_refuses_it(tiny_config,
     import torch
 
     from cvd.config import load_config
-    from cvd.models import build_model, save_release
+    from cvd.factory import build_model
+    from cvd.models import save_release
 
     config = load_config(str(tiny_config()), [])
     torch.manual_seed(0)

@@ -30,7 +30,8 @@ def _one_thread_per_worker():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder whose release/ holds tf_efficientnet_lite0 + CVD with random weights."""
-    from cvd.models import build_model, save_release
+    from cvd.factory import build_model
+    from cvd.models import save_release
 
     torch.manual_seed(1)
     model = build_model(TINY_CONFIG).eval()

@@ -30,7 +30,7 @@ def drone_onnx(tiny_run, tmp_path_factory):
 def reference_embeddings(run_dir, images: list[Image.Image], view: str) -> np.ndarray:
     """PyTorch embeddings computed without cvd.export: load_release + the evaluation transform."""
     from cvd.data.transforms import build_eval_transform
-    from cvd.models import load_release
+    from cvd.factory import load_release
 
     model, config = load_release(run_dir / "release")
     transform = build_eval_transform(config, model.data_config, view)
@@ -67,7 +67,7 @@ def test_export_carries_identity_view_and_preprocessing(tiny_run, drone_onnx):
     graph = onnx.load(str(path))
     assert [i.name for i in graph.graph.input] == ["images"]
     # the graph holds the query embedder's weights only: no CVD decoder, no viewpoint branch
-    from cvd.models import load_release
+    from cvd.factory import load_release
 
     model, _ = load_release(tiny_run / "release")
     exported = sum(int(np.prod(t.dims)) for t in graph.graph.initializer)

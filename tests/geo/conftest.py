@@ -114,7 +114,8 @@ def helpers() -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def tiny_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A released tf_efficientnet_lite0 + CVD model (random weights, 64 px), in a run folder."""
-    from cvd.models import build_model, save_release
+    from cvd.factory import build_model
+    from cvd.models import save_release
 
     torch.manual_seed(0)
     model = build_model(TINY_CONFIG).eval()

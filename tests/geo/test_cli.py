@@ -153,7 +153,8 @@ def test_cut_and_info_commands(built_index, map_image, tmp_path, capsys):
 def test_localize_with_another_model_fails_in_one_line(
     built_index, tiny_release, map_image, tmp_path, capsys
 ):
-    from cvd.models import load_release, save_release
+    from cvd.factory import load_release
+    from cvd.models import save_release
 
     other = tmp_path / "other_release"
     model, config = load_release(tiny_release / "release")

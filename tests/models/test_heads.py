@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from cvd.errors import ConfigError
-from cvd.models import HEADS, build_head, build_model, register_head
+from cvd.factory import build_model
+from cvd.models import HEADS, build_head, register_head
 
 
 def test_gap_head_is_the_spatial_mean_then_norm_and_projection():

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from cvd.baselines.base import LossContext
 from cvd.engine.objective import TrainingObjective
 from cvd.errors import ConfigError
+from cvd.factory import build_model
 from cvd.losses import info_nce
-from cvd.models import RetrievalModel, branch_of, build_model
+from cvd.models import RetrievalModel, branch_of
 
 
 def _images(batch: int = 4, height: int = 64, width: int = 64, seed: int = 0) -> torch.Tensor:

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from cvd.errors import CheckpointError
-from cvd.models import build_model, load_release, save_release
+from cvd.factory import build_model, load_release
+from cvd.models import save_release
 
 
 def test_round_trip_gives_identical_embeddings(tmp_path, make_config):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cvd.models import build_model
+from cvd.factory import build_model
 from cvd.models.cvd import CVD, ComplementSplit, PooledFeatureDecoder
 
 

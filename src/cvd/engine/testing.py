@@ -27,7 +27,7 @@ from cvd.errors import CheckpointError
 
 def load_trained(path: Path) -> tuple[Any, dict[str, Any], Path]:
     """(model, its config, the run or release folder) from a run, a release or a checkpoint."""
-    from cvd.models import build_model, load_release
+    from cvd.factory import build_model, load_release
     from cvd.models.release import RELEASE_DIR, release_weights
 
     if not path.exists():

@@ -96,7 +96,7 @@ class TorchEmbedder:
     ) -> TorchEmbedder:
         """Embedder of `view`'s branch of released weights (a release, .safetensors or run folder)."""
         from cvd.data.transforms import build_eval_transform
-        from cvd.models import load_release
+        from cvd.factory import load_release
         from cvd.models.release import release_paths
 
         weights, _ = release_paths(path)

@@ -9,11 +9,10 @@ from cvd.models.model import (
     BranchEmbedder,
     RetrievalModel,
     branch_of,
-    build_model,
     build_retrieval_model,
     resolve_cvd_config,
 )
-from cvd.models.release import load_release, save_release
+from cvd.models.release import save_release
 
 __all__ = [
     "CVD",
@@ -29,9 +28,7 @@ __all__ = [
     "SplitProjection",
     "branch_of",
     "build_head",
-    "build_model",
     "build_retrieval_model",
-    "load_release",
     "reconstruction_size",
     "register_head",
     "resolve_cvd_config",

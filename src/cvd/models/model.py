@@ -270,22 +270,6 @@ def _section(mapping: Mapping[str, Any], key: str, where: str) -> Mapping[str, A
     return value
 
 
-def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """The model a config describes, built by its baseline's recipe (``model.baseline``).
-
-    Recipes register heads and may build their own model class (LPN's part model, TransGeo's
-    cropping head), so released weights, ``cvd test`` and ``cvd export`` must rebuild through the
-    recipe, not through the generic builder. Without ``model.baseline`` the generic
-    :func:`build_retrieval_model` is used.
-    """
-    baseline = (config.get("model") or {}).get("baseline")
-    if not baseline:
-        return build_retrieval_model(config)
-    from cvd.baselines import get_recipe  # imported late: the recipes build on this module
-
-    return get_recipe(str(baseline))(config).build_model(config)
-
-
 def _head_kwargs(head_name: str, kwargs: dict[str, Any], num_classes: Any) -> dict[str, Any]:
     """Pass ``model.num_classes`` (set by the engine from the training set) to heads that take it."""
     if num_classes is None or "num_classes" in kwargs:

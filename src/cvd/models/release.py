@@ -18,7 +18,7 @@ import copy
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -141,17 +141,17 @@ def release_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return weights, config
 
 
-def load_release(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the released model (no weight download: the file has them) and load it strictly.
+def read_release(
+    path: str | os.PathLike[str], build_model: Callable[[Mapping[str, Any]], nn.Module]
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the released model with `build_model` (no weight download: the file has them) and
+    load it strictly. Use ``cvd.factory.load_release``, which builds through the model's recipe.
 
     ``path``: a run folder, a release folder or a .safetensors file (see :func:`release_weights`).
-
     Returns the model in eval mode and its config.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from cvd.models.model import build_model
 
     weights_path, config_path = release_paths(path)
     try:
