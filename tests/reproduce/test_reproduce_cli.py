@@ -120,7 +120,9 @@ def test_synthetic_table7_row_runs_end_to_end_and_collects_the_rows_own_results(
     assert sorted(result["split"] for result in results) == ["drone->satellite/150m", "satellite->drone/150m"]
     by_split = {result["split"].split("/")[0]: result for result in results}
     meta = leaf_meta(CONFIGS / "sues200" / "generalisation" / "game4loc_from_u1652_150.yaml")
-    cells = read_csv(out / "table.csv")
+    table = read_csv(out / "table.csv")
+    assert len({(c["row"], c["group"]) for c in table}) == 16  # the rows not chosen are there, empty
+    cells = [c for c in table if c["ours"]]
     assert len(cells) == sum(len(metrics) for metrics in meta["paper"].values())
     for cell in cells:
         assert cell["row"] == meta["row"] and cell["group"] == "150 m"
@@ -152,7 +154,8 @@ def test_interrupted_reproduce_resumes_without_rerunning_finished_rows(tmp_path,
     assert log.count("$ ") == 2 and "resumed from" in log
     after = json.loads((second / "results.json").read_text())
     assert [r["R@1"] for r in after] == [r["R@1"] for r in before]  # continued the same run
-    assert len(read_csv(out / "table.csv")) == 8
+    cells = read_csv(out / "table.csv")
+    assert len(cells) == 4 * 4 and len([c for c in cells if c["ours"]]) == 2 * 4
 
 
 def test_collect_marks_missing_rows_and_another_protocol(tmp_path, capsys):
@@ -173,3 +176,38 @@ def test_collect_marks_missing_rows_and_another_protocol(tmp_path, capsys):
     lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert "flip TTA off, paper on" in lines["Bi-InfoNCE"] and "21.00 / 85.21 (-64.21)" in lines["Bi-InfoNCE"]
     assert "missing (waiting on data)" in lines["tau = 0.03"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["table9"], "unknown table 'table9'"),
+        (["table6", "--rows", "9"], "--rows: '9' matches no row of table 6"),
+        (["table6", "--data-root", "u1652=/x"], "unknown dataset 'u1652'"),
+        (["all", "--rows", "1"], "--rows chooses rows of one table"),
+    ],
+)
+def test_wrong_arguments_are_one_line_errors_naming_them(arguments, message, capsys):
+    assert main(["reproduce", *arguments, "--dry-run"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cvd reproduce: error: ") and message in error and "\n" not in error
+
+
+@pytest.mark.slow
+def test_synthetic_table4_runs_every_row_and_each_cell_is_its_rows_result(tmp_path, worlds):
+    out = tmp_path / "t4"
+    assert main(["reproduce", "table4", "--synthetic", "--out", str(out), *worlds]) == 0
+    steps = plan_steps(out)
+    assert len(steps) == 10 and all(step["state"] == "done" for step in steps)
+    folders = {step["rows"][0].split(":", 1)[1]: Path(step["folder"]) for step in steps}
+    rows = {row.key: row for row in all_rows(CONFIGS)[4]}
+    cells = read_csv(out / "table.csv")
+    assert len(cells) == 10 * 4
+    for key, folder in folders.items():
+        results = {r["split"]: r for r in json.loads((folder / "results.json").read_text())}
+        meta = leaf_meta(rows[key].config.path)
+        mine = [c for c in cells if c["runs"] == str(folder)]
+        assert len(mine) == 4 and all(c["row"] == meta["row"] for c in mine)
+        for cell in mine:
+            assert float(cell["ours"]) == pytest.approx(results[cell["direction"]][cell["metric"]], abs=1e-4)
+            assert float(cell["paper"]) == meta["paper"][cell["direction"]][cell["metric"]]

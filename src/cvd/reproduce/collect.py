@@ -25,6 +25,8 @@ from cvd.reproduce.plan import DONE, Step
 from cvd.reproduce.tables import METRICS, TABLES, Row
 
 Column = tuple[str, str, str]  # (group, direction, metric)
+DIRECTIONS = ("drone->satellite", "satellite->drone", "cvusa", "cvact_val")
+"""The paper's column order (Table 3 shows CVUSA before CVACT_val)."""
 
 
 @dataclass
@@ -144,9 +146,12 @@ def collect_table(
 
 
 def _paper_order(columns: list[Column]) -> list[Column]:
-    """Groups in first-seen order (altitudes ascending), directions as first seen, metrics as METRICS."""
+    """Groups with altitudes ascending, directions in the paper's order (DIRECTIONS), metrics as METRICS."""
     groups = sorted(dict.fromkeys(c[0] for c in columns), key=lambda g: (not g, _number(g), g))
-    directions = list(dict.fromkeys(c[1] for c in columns))
+    seen = list(dict.fromkeys(c[1] for c in columns))
+    directions = sorted(
+        seen, key=lambda d: (DIRECTIONS.index(d) if d in DIRECTIONS else len(DIRECTIONS), seen.index(d))
+    )
     present = set(columns)
     return [(g, d, m) for g in groups for d in directions for m in METRICS if (g, d, m) in present]
 

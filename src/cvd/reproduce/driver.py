@@ -49,6 +49,9 @@ class TablePlan:
     rows: list[Row]
     steps: list[Step]
     out: Path
+    every_row: list[Row] = field(default_factory=list)
+    every_step: list[Step] = field(default_factory=list)
+    """All rows of the table and their steps: the collected table shows the rows not chosen too."""
 
 
 def _say(line: str) -> None:
@@ -79,7 +82,7 @@ def plan_tables(request: Request) -> list[TablePlan]:
         rows = table_rows(number, root)
         if not rows:
             raise ConfigError(f"table{number}: no config under {root or 'configs/'} names it in meta.table")
-        chosen[number] = select_rows(rows, request.rows)
+        chosen[number] = (rows, select_rows(rows, request.rows))
     row_overrides = None
     if request.synthetic:
         from cvd.reproduce.synthetic import WORLDS, smoke_overrides
@@ -88,14 +91,31 @@ def plan_tables(request: Request) -> list[TablePlan]:
         data_roots = {dataset: str(worlds / dataset) for dataset in WORLDS} | data_roots
         row_overrides = smoke_overrides
     plans = []
-    for number, rows in chosen.items():
+    for number, (every, rows) in chosen.items():
         out = table_out(request, number, len(numbers) > 1)
         planner = Planner(PlanOptions(out, data_roots, list(request.overrides), row_overrides, root))
-        planner.add_rows(rows)
-        steps = planner.ordered()
-        refresh(steps)
-        plans.append(TablePlan(number, rows, steps, out))
+        planner.add_rows(every)
+        everything = planner.ordered()
+        refresh(everything)
+        plans.append(TablePlan(number, rows, _serving(everything, rows), out, every, everything))
     return plans
+
+
+def _serving(steps: list[Step], rows: list[Row]) -> list[Step]:
+    """The steps that produce ``rows``, with the steps they need, in the order of ``steps``."""
+    keys = {(row.table, row.key) for row in rows}
+    kept: set[str] = set()
+
+    def keep(step: Step) -> None:
+        if step.digest not in kept:
+            kept.add(step.digest)
+            for need in step.needs:
+                keep(need)
+
+    for step in steps:
+        if any((row.table, row.key) in keys for row in step.rows):
+            keep(step)
+    return [step for step in steps if step.digest in kept]
 
 
 def _worlds_folder(request: Request) -> Path:
@@ -124,7 +144,8 @@ def collect(plans: list[TablePlan], synthetic: bool) -> list[Path]:
     """Write every table's table.md / .csv / .html into its folder; returns the paths."""
     written = []
     for plan in plans:
-        collected = collect_table(plan.table, plan.rows, plan.steps, synthetic)
+        refresh(plan.every_step)
+        collected = collect_table(plan.table, plan.every_row, plan.every_step, synthetic)
         written += write_table(collected, plan.out)
     return written
 

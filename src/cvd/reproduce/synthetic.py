@@ -83,8 +83,17 @@ def smoke_overrides(info: ConfigInfo) -> list[str]:
     satellite = [smoke_size(int(side)) for side in data["satellite_size"]]
     head = []
     if config["model"]["head"]["name"] == "geodtr":  # its descriptors are sized to the feature map
+        kwargs = config["model"]["head"].get("kwargs") or {}
         stride = int((config["model"]["backbone"].get("kwargs") or {}).get("output_stride", 32))
-        head.append(f"model.head.kwargs.grid=[{-(-query[0] // stride)}, {-(-query[1] // stride)}]")
+        rows, columns = -(-query[0] // stride), -(-query[1] // stride)
+        while (rows * columns // 2) % int(kwargs.get("heads", 1)) or rows * columns % 2:
+            columns += 1  # the attention heads split the half-map's tokens evenly
+        query = [rows * stride, columns * stride]
+        if data["satellite_size"] == data["query_size"]:  # polar satellites: the panorama's shape
+            satellite = list(query)
+        head.append(f"model.head.kwargs.grid=[{rows}, {columns}]")
+    if "num_heads" in (config["model"]["head"].get("kwargs") or {}):  # MBF's block: 64-wide tiny ViT
+        head.append("model.head.kwargs.num_heads=4")
     return [
         *head,
         f"model.backbone.name={tiny_backbone(str(config['model']['backbone']['name']))}",
