@@ -7,10 +7,12 @@ The resolved config is a plain nested dict, merged in this order (later wins):
    experiment file itself;
 3. ``key.sub=value`` overrides from the command line (values parsed as YAML).
 
-The default file is also the schema: a key that it does not define is an error, except below the
-mappings listed in ``OPEN_KEYS``, whose contents belong to a dataset, head or recipe. Values of the
-keys in ``CHOICES`` must be one of the listed names. Every error names the key, where the value
-came from, and what is allowed, so a typo never trains the wrong experiment silently.
+The default file is also the schema of the keys and their defaults: a key that it does not define
+is an error, except below the mappings listed in ``OPEN_KEYS``, whose contents belong to a dataset,
+head or recipe. :mod:`cvd.schema` declares each key's type, range or choices and help, and what the
+open mappings take (a recipe's ``loss_schema``, a dataset's, sampler's or head's signature). Every
+error names the key, where the value came from (the file, a ``base:`` file, the variant or the
+command line), and what is allowed, so a typo never trains the wrong experiment silently.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import copy
 import difflib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,40 +50,15 @@ OPEN_KEYS: frozenset[str] = frozenset(
 ANY_TYPE_KEYS: frozenset[str] = frozenset({"model.backbone.pretrained", "cvd.recon_size"})
 
 
-def _registry_names(module: str, attribute: str) -> Callable[[], list[str]]:
-    def names() -> list[str]:
-        import importlib
+def _declared_choices() -> dict[str, Any]:
+    from cvd.schema import OPTIONS
 
-        return sorted(getattr(importlib.import_module(module), attribute))
-
-    return names
+    return {key: option.choices for key, option in OPTIONS.items() if option.choices is not None}
 
 
-# Keys whose values must be one of a fixed or registered set of names.
-CHOICES: dict[str, list[Any] | Callable[[], list[str]]] = {
-    "data.dataset": _registry_names("cvd.data", "DATASETS"),
-    "data.sampler": [
-        "auto",
-        "location_shuffle",
-        "gps",
-        "similarity",
-        "mutually_exclusive",
-    ],
-    "model.baseline": _registry_names("cvd.baselines", "RECIPES"),
-    "cvd.loc": ["auto", "baseline", "infonce", "bi-infonce", "none"],
-    "cvd.variant": lambda: sorted(cvd_variants()),
-    "cvd.split": ["conv", "complement"],
-    "cvd.init": ["default", "rotation"],
-    "cvd.recon_target": ["image", "feature", "pooled_feature"],
-    "cvd.iic_estimator": ["paper", "channel_pairs"],
-    "cvd.decoder_init": ["default", "zero"],
-    "optim.name": ["adamw", "sgd"],
-    "schedule.name": ["cosine", "step", "multistep", "constant"],
-    "train.precision": ["auto", "fp32", "bf16", "fp16"],
-    "train.device": ["auto", "cpu", "cuda"],
-    "eval.protocol": ["auto", "university1652", "sues200", "cvusa", "cvact"],
-    "eval.gallery_variant": ["official", "sample4geo"],
-}
+# Keys whose values must be one of a fixed or registered set of names: read from the declarations
+# in cvd.schema (the registries' names for datasets, recipes, samplers, protocols and heads).
+CHOICES: dict[str, Any] = _declared_choices()
 
 DEFAULT_CONFIG = "default.yaml"
 CVD_VARIANTS = "cvd_variants.yaml"
@@ -135,7 +112,10 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+def _load_with_bases(
+    path: Path, seen: tuple[Path, ...] = (), sources: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The file merged over its ``base:`` chain; ``sources`` gets the file that set each key."""
     path = path.resolve()
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
@@ -148,9 +128,12 @@ def _load_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError(f"{path}: 'base' must be a path or a list of paths")
     merged: dict[str, Any] = {}
     for base in bases:
-        inherited = _load_with_bases(path.parent / base, (*seen, path))
+        inherited = _load_with_bases(path.parent / base, (*seen, path), sources)
         inherited.pop("meta", None)  # provenance describes its own file only, never its children
         merged = merge(merged, inherited)
+    if sources is not None:
+        for key in _flatten_keys(data):
+            sources[key] = str(path)
     return merge(merged, data)
 
 
@@ -251,18 +234,61 @@ def validate(
                 )
 
     walk(config, schema, "")
-    for key, allowed in CHOICES.items():
-        value = get_dotted(config, key, None)
-        if value is None:
-            continue
-        names = allowed() if callable(allowed) else allowed
-        if value not in names:
-            close = difflib.get_close_matches(str(value), [str(n) for n in names], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"config key {key!r}{where(key)} = {value!r} is not allowed{hint} "
-                f"Choose one of: {', '.join(str(n) for n in names)}"
-            )
+    check_declared(config, sources)
+
+
+_ABSENT = object()
+
+
+def _source_of(sources: Mapping[str, str], key: str) -> str | None:
+    """Where ``key`` was set: its own entry, else the nearest enclosing mapping's."""
+    parts = key.split(".")
+    for end in range(len(parts), 0, -1):
+        found = sources.get(".".join(parts[:end]))
+        if found is not None:
+            return found
+    return None
+
+
+def check_declared(
+    config: Mapping[str, Any], sources: Mapping[str, str] | None = None, *, open_sections: bool = False
+) -> None:
+    """Check every declared value (type, range, choices: :data:`cvd.schema.OPTIONS`); with
+    ``open_sections`` also the recipe's ``loss:`` options, ``data.options``, ``eval.options``,
+    ``data.sampler_options`` and ``model.head.kwargs`` against what their code declares."""
+    from cvd.schema import OPTIONS, check_keys, check_value
+    from cvd.schema import open_sections as declared_sections
+
+    sources = sources or {}
+
+    def where(key: str) -> str:
+        source = _source_of(sources, key)
+        return f" (set in {source})" if source else ""
+
+    for key, option in OPTIONS.items():
+        value = get_dotted(config, key, _ABSENT)
+        if value is _ABSENT or key in ANY_TYPE_KEYS:
+            continue  # a key an older saved config lacks: the code's default applies
+        check_value(key, value, option, where(key))
+    for section in declared_sections(config) if open_sections else []:
+        given = get_dotted(config, section.key, None) or {}
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"config key {section.key!r}{where(section.key)} must be a mapping")
+        known = list(section.options)
+        if section.key == "model.head.kwargs":
+            known += sorted(_recipe_model_keys(config))
+        check_keys(section.key, given, known, section.owner, where)
+        for name, value in given.items():
+            option = section.options.get(name)
+            if option is not None:
+                check_value(f"{section.key}.{name}", value, option, where(f"{section.key}.{name}"))
+
+
+def _recipe_model_keys(config: Mapping[str, Any]) -> frozenset[str]:
+    from cvd.baselines import RECIPES
+
+    recipe = RECIPES.get(get_dotted(config, "model.baseline"))
+    return frozenset(getattr(recipe, "model_keys", ()))
 
 
 def _flatten_keys(node: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
@@ -278,16 +304,32 @@ def load_config(
     overrides: Iterable[str] = (),
     *,
     default: str | os.PathLike[str] | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
-    """Resolve default <- experiment file (with its bases) <- overrides, validated against the default."""
+    """Resolve default <- experiment file (with its bases) <- overrides, validated against the default.
+
+    ``strict`` also checks the free-form mappings (``loss:``, ``data.options``, ``eval.options``,
+    ``data.sampler_options``, ``model.head.kwargs``) against what their code declares; ``cvd fit``
+    loads strictly, library callers that fill those mappings themselves may not.
+    """
+    return resolve_config(path, overrides, default=default, strict=strict)[0]
+
+
+def resolve_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    default: str | os.PathLike[str] | None = None,
+    strict: bool = False,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`load_config` and where each key's value came from (``--explain``): a file of the
+    ``base:`` chain, the default file, the CVD variant, or a command-line override."""
     default_path = Path(default) if default is not None else packaged_config_path()
     schema = read_yaml(default_path)
     config = copy.deepcopy(schema)
     sources: dict[str, str] = {}
     if path is not None:
-        experiment = _load_with_bases(Path(path))
-        for key in _flatten_keys(experiment):
-            sources[key] = str(path)
+        experiment = _load_with_bases(Path(path), sources=sources)
         config = merge(config, experiment)
         if config.get("name") is None:
             # configs/<dataset>/<recipe>.yaml -> "<dataset>_<recipe>": one folder per row.
@@ -298,8 +340,71 @@ def load_config(
         set_dotted(config, key, value)
     validate(config, schema, sources)
     check_run_name(config.get("name"), sources.get("name"))
-    config["cvd"] = apply_cvd_variant(config["cvd"])
-    return config
+    given_cvd = config["cvd"]
+    config["cvd"] = apply_cvd_variant(given_cvd)
+    variant = config["cvd"]["variant"]
+    for key in config["cvd"]:
+        if given_cvd.get(key) is None and key in cvd_variants()[variant]:
+            sources[f"cvd.{key}"] = f"{CVD_VARIANTS} (cvd.variant={variant})"
+    check_declared(config, sources, open_sections=strict)  # the variant's values, the open mappings
+    _check_cvd_combination(config, sources)
+    return config, sources
+
+
+def _check_cvd_combination(config: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    """The cvd values that depend on each other (checked where the model reads them), now."""
+    from cvd.models.model import resolve_cvd_config
+
+    try:
+        resolve_cvd_config(config["cvd"])
+    except ConfigError as error:
+        key = str(error).split(":", 1)[0]
+        source = _source_of(sources, key)
+        raise ConfigError(f"{error}" + (f" (set in {source})" if source else "")) from None
+
+
+def explain(config: Mapping[str, Any], sources: Mapping[str, str], key: str) -> str:
+    """``--explain KEY``: the resolved value, its declaration (type, range, default, help) and
+    where the value was set, so a surprising value can be traced to its file or override."""
+    from cvd.schema import MISSING, OPTIONS, open_sections
+
+    missing = object()
+    value = get_dotted(config, key, missing)
+    if value is missing:
+        known = sorted(_flatten_keys(config))
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"--explain {key}: not a key of the resolved config{hint}")
+    option = OPTIONS.get(key)
+    owner = ""
+    default: Any = MISSING
+    for section in open_sections(config):
+        if key.startswith(section.key + "."):
+            option = section.options.get(key[len(section.key) + 1 :], option)
+            owner = f" (declared by {section.owner})"
+    if option is not None and option.default is not MISSING:
+        default = option.default
+    if default is MISSING:
+        default = get_dotted(read_yaml(packaged_config_path()), key, MISSING)
+    source = _source_of(sources, key) or f"{DEFAULT_CONFIG} (the packaged default)"
+    lines = [f"{key}: {_inline(value)}"]
+    if option is not None:
+        lines.append(f"  allowed: {option.describe()}{owner}")
+        if option.help:
+            lines.append(f"  help: {option.help}")
+    name = key.split(".", 1)[-1]
+    if key.startswith("cvd.") and default is None and any(name in v for v in cvd_variants().values()):
+        presets = ", ".join(f"{v}: {_inline(values.get(name))}" for v, values in cvd_variants().items())
+        lines.append(f"  default: the variant's ({presets})")
+    elif default is not MISSING:
+        lines.append(f"  default: {_inline(default)}")
+    lines.append(f"  set in: {source}")
+    return "\n".join(lines)
+
+
+def _inline(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("...").strip()
 
 
 def check_run_name(name: Any, source: str | None = None) -> None:

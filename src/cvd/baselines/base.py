@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cvd.errors import ConfigError
+from cvd.schema import Option
 
 
 @dataclass
@@ -33,15 +34,22 @@ class Recipe:
     ``contrastive`` says whether the baseline's own retrieval loss is a cross-view contrastive
     loss: then it plays the role of CVD's L_loc (weighted by lambda3) instead of adding a second
     InfoNCE (``cvd.loc: auto``).
+
+    ``loss_schema`` declares the ``loss:`` options (type, range, default, help): the config is
+    checked against it before anything runs, and ``loss_options`` holds the given values over
+    the declared defaults, so each default is written once, in the declaration.
     """
 
     name: ClassVar[str] = ""
     contrastive: ClassVar[bool] = False
     default_sampler: ClassVar[str] = "location_shuffle"
+    loss_schema: ClassVar[Mapping[str, Option] | None] = None  # None: not declared (anything goes)
+    model_keys: ClassVar[frozenset[str]] = frozenset()  # model.head.kwargs the recipe consumes
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
-        self.loss_options: Mapping[str, Any] = config.get("loss") or {}
+        declared = {key: option.default for key, option in (self.loss_schema or {}).items()}
+        self.loss_options: Mapping[str, Any] = {**declared, **(config.get("loss") or {})}
 
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:
         """The retrieval model (backbone, CVD when enabled, this baseline's head).

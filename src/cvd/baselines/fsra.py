@@ -35,7 +35,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +46,7 @@ from cvd.baselines.blocks import ClassBlock, concatenate_normalised, require_num
 from cvd.errors import ConfigError, WeightsError
 from cvd.losses import batch_hard_triplet, classification_loss
 from cvd.models.heads import Head, register_head
+from cvd.schema import Option
 
 
 def location_class_block(in_features: int, num_classes: int, bottleneck: int, dropout: float) -> ClassBlock:
@@ -187,17 +188,30 @@ class ClassificationRecipe(Recipe):
 
     contrastive = False
     default_sampler = "location_shuffle"
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {
+        "triplet_margin": Option("float", "margin of the triplet loss", default=0.3, low=0, nullable=False),
+        "triplet_weight": Option("float", "weight of the triplet loss", default=1.0, low=0, nullable=False),
+        "label_smoothing": Option(
+            "float",
+            "label smoothing of the cross-entropy",
+            default=0.0,
+            low=0,
+            high=1,
+            high_open=True,
+            nullable=False,
+        ),
+    }
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
         options = self.loss_options
-        known = {"triplet_margin", "triplet_weight", "label_smoothing"}
+        known = set(self.loss_schema)
         unknown = sorted(set(options) - known)
         if unknown:
             raise ConfigError(f"loss: unknown option(s) {unknown} for {self.name}; known: {sorted(known)}")
         return ClassificationTripletLoss(
-            margin=float(options.get("triplet_margin", 0.3)),
-            triplet_weight=float(options.get("triplet_weight", 1.0)),
-            label_smoothing=float(options.get("label_smoothing", 0.0)),
+            margin=float(options["triplet_margin"]),
+            triplet_weight=float(options["triplet_weight"]),
+            label_smoothing=float(options["label_smoothing"]),
         )
 
 

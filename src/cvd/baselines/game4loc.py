@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -35,6 +35,7 @@ from torch import nn
 from cvd.baselines.base import LossContext, register_recipe
 from cvd.baselines.sample4geo import Sample4Geo
 from cvd.losses import info_nce
+from cvd.schema import Option
 
 
 def match_smoothing(weights: torch.Tensor, k: float = 5.0, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -111,12 +112,33 @@ class Game4Loc(Sample4Geo):
     name = "game4loc"
     contrastive = True
     default_sampler = "mutually_exclusive"
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {
+        "weighted": Option("bool", "weight the InfoNCE positives", default=True, nullable=False),
+        "k": Option("float", "weighting's k", default=5.0, low=0, nullable=False),
+        "label_smoothing": Option(
+            "float",
+            "label smoothing of the cross-entropy",
+            default=0.0,
+            low=0,
+            high=1,
+            high_open=True,
+            nullable=False,
+        ),
+        "logit_scale_init": Option(
+            "float",
+            "initial logit scale (1 / temperature)",
+            default=1 / 0.07,
+            low=0,
+            low_open=True,
+            nullable=False,
+        ),
+    }
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
         options = self.loss_options
         return WeightedInfoNCE(
-            weighted=bool(options.get("weighted", True)),
-            k=float(options.get("k", 5.0)),
-            label_smoothing=float(options.get("label_smoothing", 0.0)),
-            logit_scale_init=float(options.get("logit_scale_init", 1 / 0.07)),
+            weighted=bool(options["weighted"]),
+            k=float(options["k"]),
+            label_smoothing=float(options["label_smoothing"]),
+            logit_scale_init=float(options["logit_scale_init"]),
         )

@@ -30,7 +30,7 @@ the triplet + counterfactual total is GeoDTR's own loss and plays L_loc (``contr
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,7 @@ from cvd.baselines.base import LossContext, Recipe, register_recipe
 from cvd.baselines.transgeo import SoftMarginTriplet
 from cvd.errors import ConfigError
 from cvd.models.heads import Head, register_head
+from cvd.schema import Option
 
 
 def _descriptor_weight(rows: int, n_des: int, columns: int) -> nn.Parameter:
@@ -300,13 +301,22 @@ class GeoDTR(Recipe):
     name = "geodtr"
     contrastive = True
     default_sampler = "location_shuffle"
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {
+        "alpha": Option(
+            "float", "soft-margin triplet's alpha", default=10.0, low=0, low_open=True, nullable=False
+        ),
+        "cf_weight": Option("float", "weight of the counterfactual loss", default=1.0, low=0, nullable=False),
+        "cf_alpha": Option(
+            "float", "counterfactual loss's alpha", default=5.0, low=0, low_open=True, nullable=False
+        ),
+    }
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
         options = self.loss_options
         return GeoDTRLoss(
-            alpha=float(options.get("alpha", 10.0)),
-            cf_weight=float(options.get("cf_weight", 1.0)),
-            cf_alpha=float(options.get("cf_alpha", 5.0)),
+            alpha=float(options["alpha"]),
+            cf_weight=float(options["cf_weight"]),
+            cf_alpha=float(options["cf_alpha"]),
         )
 
     def train_transform(self, config: Mapping[str, Any], data_config: Mapping[str, Any]) -> Callable:

@@ -39,7 +39,7 @@ import os
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +61,7 @@ from cvd.models.backbones import Backbone
 from cvd.models.cvd import BRANCHES
 from cvd.models.heads import register_head
 from cvd.models.model import RetrievalModel
+from cvd.schema import Option
 
 LOGGER = logging.getLogger("cvd")
 
@@ -266,8 +267,20 @@ class MBFLoss(PartClassificationLoss):
 @register_recipe
 class MBF(PartRecipe):
     name = "mbf"
-    loss_keys = frozenset({"label_smoothing", "triplet_margin", "triplet_weight"})
-    model_keys = frozenset({"last_stride", "status_embeddings"})
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {
+        "label_smoothing": Option(
+            "float",
+            "label smoothing of the cross-entropy",
+            default=0.0,
+            low=0,
+            high=1,
+            high_open=True,
+            nullable=False,
+        ),
+        "triplet_margin": Option("float", "margin of the triplet loss", default=0.3, low=0, nullable=False),
+        "triplet_weight": Option("float", "weight of the triplet loss", default=1.0, low=0, nullable=False),
+    }
+    model_keys: ClassVar[frozenset[str]] = frozenset({"last_stride", "status_embeddings"})
 
     def make_model(
         self, plain: RetrievalModel, options: Mapping[str, Any], config: Mapping[str, Any]
@@ -304,7 +317,7 @@ class MBF(PartRecipe):
             )
         options = self.check_loss_options()
         return MBFLoss(
-            margin=float(options.get("triplet_margin", 0.3)),
-            triplet_weight=float(options.get("triplet_weight", 1.0)),
-            label_smoothing=float(options.get("label_smoothing", 0.0)),
+            margin=float(options["triplet_margin"]),
+            triplet_weight=float(options["triplet_weight"]),
+            label_smoothing=float(options["label_smoothing"]),
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,7 @@ from cvd.models.backbones import Backbone
 from cvd.models.cvd import BRANCHES, CVD, BranchContent
 from cvd.models.heads import Head
 from cvd.models.model import RetrievalModel, branch_of, constraint_factors, resolve_cvd_config
+from cvd.schema import Option
 
 
 class PartClassifiers(nn.Module):
@@ -202,8 +203,23 @@ class PartRecipe(Recipe):
 
     contrastive = False
     default_sampler = "location_shuffle"
-    loss_keys: frozenset[str] = frozenset({"label_smoothing"})
-    model_keys: frozenset[str] = frozenset({"last_stride"})  # head kwargs this recipe consumes
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {
+        "label_smoothing": Option(
+            "float",
+            "label smoothing of the cross-entropy",
+            default=0.0,
+            low=0,
+            high=1,
+            high_open=True,
+            nullable=False,
+        )
+    }
+    model_keys: ClassVar[frozenset[str]] = frozenset({"last_stride"})  # head kwargs this recipe consumes
+
+    @property
+    def loss_keys(self) -> frozenset[str]:
+        """The declared ``loss:`` option names."""
+        return frozenset(self.loss_schema or {})
 
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:
         """Backbone(s), CVD and the head as ``build_retrieval_model`` makes them, regrouped into a
@@ -244,4 +260,4 @@ class PartRecipe(Recipe):
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
         options = self.check_loss_options()
-        return PartClassificationLoss(label_smoothing=float(options.get("label_smoothing", 0.0)))
+        return PartClassificationLoss(label_smoothing=float(options["label_smoothing"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch import nn
 from cvd.baselines.base import LossContext, Recipe, register_recipe
 from cvd.baselines.blocks import copy_pretrained_head_norm
 from cvd.losses import info_nce
+from cvd.schema import Option
 
 
 class SymmetricInfoNCE(nn.Module):
@@ -53,6 +54,25 @@ class Sample4Geo(Recipe):
     name = "sample4geo"
     contrastive = True
     default_sampler = "location_shuffle"
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {
+        "label_smoothing": Option(
+            "float",
+            "label smoothing of the cross-entropy",
+            default=0.1,
+            low=0,
+            high=1,
+            high_open=True,
+            nullable=False,
+        ),
+        "logit_scale_init": Option(
+            "float",
+            "initial logit scale (1 / temperature)",
+            default=1 / 0.07,
+            low=0,
+            low_open=True,
+            nullable=False,
+        ),
+    }
 
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:
         """The shared encoder and pooled head; the head's LayerNorm starts from the encoder's own
@@ -66,6 +86,6 @@ class Sample4Geo(Recipe):
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
         return SymmetricInfoNCE(
-            label_smoothing=float(self.loss_options.get("label_smoothing", 0.1)),
-            logit_scale_init=float(self.loss_options.get("logit_scale_init", 1 / 0.07)),
+            label_smoothing=float(self.loss_options["label_smoothing"]),
+            logit_scale_init=float(self.loss_options["logit_scale_init"]),
         )

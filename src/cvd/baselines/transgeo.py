@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from cvd.baselines.base import LossContext, Recipe, register_recipe
 from cvd.errors import ConfigError
 from cvd.losses import soft_margin_triplet
 from cvd.models.heads import Head, register_head
+from cvd.schema import Option
 
 
 @register_head("transgeo")
@@ -120,6 +121,11 @@ class TransGeo(Recipe):
     name = "transgeo"
     contrastive = True
     default_sampler = "similarity"
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {
+        "alpha": Option(
+            "float", "soft-margin triplet's alpha", default=10.0, low=0, low_open=True, nullable=False
+        ),
+    }
 
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:
         """The two-encoder model; each TransGeo head learns its branch, so that only the
@@ -139,4 +145,4 @@ class TransGeo(Recipe):
         return model
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:
-        return SoftMarginTriplet(alpha=float(self.loss_options.get("alpha", 10.0)))
+        return SoftMarginTriplet(alpha=float(self.loss_options["alpha"]))

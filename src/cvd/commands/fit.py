@@ -41,7 +41,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start from scratch where a run of the same name exists (its checkpoints and logs are removed)",
     )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="check the config fully (types, ranges, every section's options) and print it, then exit",
+    )
+    parser.add_argument(
+        "--explain",
+        metavar="KEY",
+        action="append",
+        default=[],
+        help="print KEY's resolved value, its declaration (type, range, default, help) and where it "
+        "was set, then exit (repeatable)",
+    )
     add_no_progress(parser)
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=5e-4"
@@ -51,10 +63,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config, then train (rank 0 prints where the run lives)."""
-    from cvd.config import dump_yaml, load_config
+    from cvd.config import dump_yaml, explain, resolve_config
     from cvd.engine.console import setup_console_logging
 
-    config = load_config(args.config, args.overrides)
+    config, sources = resolve_config(args.config, args.overrides, strict=True)
+    if args.explain:
+        print("\n\n".join(explain(config, sources, key) for key in args.explain))
+        return 0
     if args.print_config:
         print(dump_yaml(config), end="")
         return 0
