@@ -19,6 +19,7 @@ from cvd.reproduce.plan import (
     Step,
     parse_data_roots,
     refresh,
+    write_manifest,
 )
 from cvd.reproduce.tables import Row, configs, parse_table, select_rows, table_rows
 
@@ -160,16 +161,6 @@ def reproduce(request: Request) -> int:
         for path in collect(plans, request.synthetic):
             print(path)
         return 0
-    if request.launcher == "slurm":
-        for plan in plans:
-            for path in write_slurm(plan.steps, plan.out, f"table{plan.table}", request.gpus, request.sbatch):
-                print(path)
-            submit = plan.out / "slurm" / f"submit-table{plan.table}.sh"
-            _say(
-                f"table{plan.table}: submit with {submit}, then collect with cvd reproduce "
-                f"table{plan.table} --collect (the same --data-root and overrides)"
-            )
-        return 0
     if request.synthetic:
         from cvd.reproduce.synthetic import make_worlds
 
@@ -179,10 +170,20 @@ def reproduce(request: Request) -> int:
             worlds = _worlds_folder(request)
             _say(f"synthetic worlds ({', '.join(sorted(needed))}) in {worlds}")
             make_worlds(worlds, needed)
+    if request.launcher == "slurm":
+        for plan in plans:
+            refresh(plan.steps)
+            write_manifest(plan.out, {plan.table: plan.rows}, plan.steps)
+            for path in write_slurm(plan.steps, plan.out, f"table{plan.table}", request.gpus, request.sbatch):
+                print(path)
+            submit = plan.out / "slurm" / f"submit-table{plan.table}.sh"
+            _say(
+                f"table{plan.table}: submit with {submit}, then collect with cvd reproduce "
+                f"table{plan.table} --collect (the same --data-root and overrides)"
+            )
+        return 0
     failed = False
     for plan in plans:
-        from cvd.reproduce.plan import write_manifest
-
         _say(f"table{plan.table}: {len(plan.rows)} rows, {len(plan.steps)} steps -> {plan.out}")
         write_manifest(plan.out, {plan.table: plan.rows}, plan.steps)
         counts = run_local(plan.steps, plan.out, request.gpus)

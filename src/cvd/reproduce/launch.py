@@ -157,7 +157,7 @@ def write_slurm(
         script.write_text(
             "#!/bin/bash\n" + "\n".join(options) + "\n"
             f"# cvd reproduce {name}, phase {number}: {len(phase)} steps, one per array task.\n"
-            "# Written by cvd reproduce --launcher slurm; submit with submit.sh (it chains the phases).\n"
+            f"# Written by cvd reproduce --launcher slurm; submit-{name}.sh submits the phases in order.\n"
             "set -euo pipefail\n"
             f"cd {shlex.quote(str(Path.cwd()))}\n"
             'case "$SLURM_ARRAY_TASK_ID" in\n' + "\n".join(cases) + "\n"
