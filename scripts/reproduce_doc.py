@@ -70,7 +70,7 @@ paper's; and in the page, bar charts of ours vs the paper and of CVD's gain vs t
   `<out>/runs/<config name>-<hash>`, the hash taken over its resolved config (overrides and data
   root included, output and logging keys excluded): change an override and the row gets a new
   folder instead of mixing with the old run. A complete run of the same hash in another table's
-  folder beside `<out>` (`runs/reproduce/table1/` for Table 7, the same LPN run for Tables 1, 4
+  folder beside `<out>` (`runs/reproduce/table1/` for Table 7; Table 1's LPN + CVD for Tables 4
   and 6) is used as it is. Pass `--collect` the same `--data-root` and overrides as the run.
 - `--launcher local` (default): one row after the other on this machine, each as its own
   process (`python -m cvd fit|test ...`: a crash or out-of-memory in one row does not end the
