@@ -198,6 +198,7 @@ OPTIONS: dict[str, Option] = {
         choices=_names("cvd.baselines", "RECIPES"), nullable=False, help="recipe (cvd.baselines.RECIPES)"
     ),
     "model.backbone.name": Option("str", "timm model name", nullable=False),
+    "model.backbone.pretrained": Option("any", "false | true (offline or hub weights) | a weights path"),
     "model.head.name": Option(choices=_head_names, nullable=False, help="head (cvd.models.heads.HEADS)"),
     "model.share_weights": Option("bool", "one encoder for both views", nullable=False),
     "model.channels_last": Option("bool", "channels-last memory format", nullable=False),
@@ -243,6 +244,7 @@ OPTIONS: dict[str, Option] = {
     "optim.backbone_lr_scale": Option("float", "learning-rate factor of the encoder", low=0),
     "optim.clip_grad": Option("float", "max gradient norm (null = no clipping)", low=0, low_open=True),
     "optim.accumulate": Option(**POSITIVE_INT, nullable=False, help="micro-batches per optimiser step"),
+    "optim.sam": Option("any", "sharpness-aware minimisation: {rho, adaptive, eta} (null = off)"),
     "schedule.name": Option(
         choices=["cosine", "step", "multistep", "constant"], nullable=False, help="learning-rate schedule"
     ),
