@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pyproj import Geod
 
-from cvd.geo.coords import EARTH_RADIUS_M, Georeference, haversine_m, latlon_problem, weighted_mean_latlon
+from cvd.earth import EARTH_RADIUS_M, haversine_m, latlon_problem, unit_vectors, weighted_mean_latlon
+from cvd.geo.coords import Georeference
 
 ONE_DEGREE_M = EARTH_RADIUS_M * math.pi / 180.0  # 111,195.08 m on the mean-radius sphere
 
@@ -94,3 +95,11 @@ def test_ground_sample_distance_of_a_lat_lon_image():
     gsd_x, gsd_y = georef.ground_sample_distance_m(500.0, 500.0)
     assert gsd_x == pytest.approx(ONE_DEGREE_M * 1e-5, rel=1e-6)
     assert gsd_y == pytest.approx(ONE_DEGREE_M * 1e-5, rel=1e-6)
+
+
+def test_unit_vectors_by_hand():
+    points = unit_vectors([0.0, 90.0, 0.0, 0.0, -90.0], [0.0, 33.0, 90.0, 180.0, 0.0])
+    expected = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 0], [-1, 0, 0], [0, 0, -1]], dtype=np.float64)
+    np.testing.assert_allclose(points, expected, atol=1e-15)
+    # 60 deg N on the prime meridian: (cos 60, 0, sin 60)
+    np.testing.assert_allclose(unit_vectors(60.0, 0.0), [0.5, 0.0, math.sqrt(3) / 2], atol=1e-15)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cvd.earth import EARTH_RADIUS_M
 from cvd.errors import DatasetLayoutError
-from cvd.geo.coords import EARTH_RADIUS_M
 from cvd.geo.index import GalleryIndex, ModelInfo
 from cvd.geo.localization import (
     QueryResult,

@@ -126,8 +126,8 @@ def _device(choice: str) -> str:
 def _check_map_options(args: argparse.Namespace) -> None:
     """Refuse map options that cannot be meant before any work (index folder, tiles, model):
     a latitude of 95 or a zero stride used to run, and fail or explode only later."""
+    from cvd.earth import corners_problem
     from cvd.errors import ConfigError
-    from cvd.geo.coords import corners_problem
     from cvd.geo.tiling import size_problem
 
     if args.corners is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit
-from cvd.geo.coords import latlon_problem
+from cvd.earth import latlon_problem
 
 logger = logging.getLogger("cvd.data")
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import VIEWS, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
+from cvd.earth import latlon_problem
 from cvd.errors import ConfigError
-from cvd.geo.coords import latlon_problem
 
 EXPECTED_TREE = """\
 <root>/                       <- the folder the CSV's paths are relative to
@@ -158,11 +158,12 @@ def _assign_nearest(queries: list[dict], satellites: list[dict], max_distance_m:
         return
     from scipy.spatial import cKDTree
 
-    from cvd.data.samplers import unit_vectors
-    from cvd.geo.coords import EARTH_RADIUS_M
+    from cvd.earth import EARTH_RADIUS_M, unit_vectors
 
-    tree = cKDTree(unit_vectors(np.asarray([s["gps"] for s in satellites])))
-    chord, nearest = tree.query(unit_vectors(np.asarray([q["gps"] for q in queries])))
+    satellite_gps = np.asarray([s["gps"] for s in satellites], dtype=np.float64)
+    query_gps = np.asarray([q["gps"] for q in queries], dtype=np.float64)
+    tree = cKDTree(unit_vectors(satellite_gps[:, 0], satellite_gps[:, 1]))
+    chord, nearest = tree.query(unit_vectors(query_gps[:, 0], query_gps[:, 1]))
     distance_m = 2.0 * EARTH_RADIUS_M * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
     for query, index, metres in zip(queries, nearest, distance_m):
         if max_distance_m is None or metres <= max_distance_m:

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import Sampler
 
 from cvd.data.records import PairRecord
-from cvd.geo.coords import EARTH_RADIUS_M
+from cvd.earth import EARTH_RADIUS_M, unit_vectors
 
 
 def _resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -459,11 +459,10 @@ def build_sampler(
 # -- neighbour tables -----------------------------------------------------------------------
 
 
-def unit_vectors(latlon: np.ndarray) -> np.ndarray:
+def _unit_vectors(latlon: np.ndarray) -> np.ndarray:
     """(N, 2) lat/lon degrees -> (N, 3) points on the unit sphere."""
-    lat = np.radians(np.asarray(latlon, dtype=np.float64)[:, 0])
-    lon = np.radians(np.asarray(latlon, dtype=np.float64)[:, 1])
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+    latlon = np.asarray(latlon, dtype=np.float64)
+    return unit_vectors(latlon[:, 0], latlon[:, 1])
 
 
 def gps_neighbours(location_gps: np.ndarray, locations: Sequence[int], k: int) -> dict[int, np.ndarray]:
@@ -474,7 +473,7 @@ def gps_neighbours(location_gps: np.ndarray, locations: Sequence[int], k: int) -
     from scipy.spatial import cKDTree
 
     locations = np.asarray(locations, dtype=np.int64)
-    points = unit_vectors(np.asarray(location_gps)[locations])
+    points = _unit_vectors(np.asarray(location_gps)[locations])
     k = min(k, len(locations) - 1)
     if k < 1:
         return {int(loc): np.empty(0, dtype=np.int64) for loc in locations}
@@ -497,7 +496,7 @@ def _locations_within(
             raise ValueError(f"exclusion_radius_m needs GPS on every pair; {pair.query} has none")
         location_gps.setdefault(label, pair.gps)
     keys = list(location_gps)
-    points = unit_vectors(np.asarray([location_gps[k] for k in keys]))
+    points = _unit_vectors(np.asarray([location_gps[k] for k in keys]))
     chord = 2.0 * math.sin(min(radius_m / EARTH_RADIUS_M, math.pi) / 2.0)
     near: dict[int, set[int]] = {}
     for row, members in enumerate(cKDTree(points).query_ball_point(points, r=chord)):

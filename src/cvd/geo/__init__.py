@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from cvd.geo.coords import EARTH_RADIUS_M, Georeference, haversine_m, weighted_mean_latlon
+from cvd.earth import EARTH_RADIUS_M, haversine_m, weighted_mean_latlon
+from cvd.geo.coords import Georeference
 from cvd.geo.gallery import GalleryTile, read_tiles_csv, tiles_from_records, write_tiles_csv
 
 _LAZY = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvd.geo.coords import EARTH_RADIUS_M
+from cvd.earth import EARTH_RADIUS_M
 from cvd.geo.index import GalleryIndex
 from cvd.geo.localization import QueryResult
 

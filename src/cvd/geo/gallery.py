@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from cvd.atomic import atomic_output
+from cvd.earth import latlon_problem
 from cvd.errors import DatasetLayoutError
-from cvd.geo.coords import latlon_problem
 
 CENTRE_COLUMNS = ("lat", "lon")
 BOUNDS_COLUMNS = ("north", "west", "south", "east")

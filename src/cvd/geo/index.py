@@ -368,14 +368,12 @@ def median_spacing_m(tiles: list[GalleryTile], sample: int = 2000) -> float:
         return math.nan
     from scipy.spatial import cKDTree
 
-    lat = np.radians([t.lat for t in tiles])
-    lon = np.radians([t.lon for t in tiles])
-    xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
+    from cvd.earth import EARTH_RADIUS_M, unit_vectors
+
+    xyz = unit_vectors([t.lat for t in tiles], [t.lon for t in tiles])
     rng = np.random.default_rng(0)
     picked = xyz if len(xyz) <= sample else xyz[rng.choice(len(xyz), sample, replace=False)]
     chord, _ = cKDTree(xyz).query(picked, k=2)
-    from cvd.geo.coords import EARTH_RADIUS_M
-
     angles = 2.0 * np.arcsin(np.clip(chord[:, 1] / 2.0, 0.0, 1.0))
     return float(np.median(angles) * EARTH_RADIUS_M)
 

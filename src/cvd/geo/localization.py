@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from cvd.earth import haversine_m, weighted_mean_latlon
 from cvd.errors import CVDError, DatasetLayoutError
-from cvd.geo.coords import haversine_m, weighted_mean_latlon
 from cvd.geo.embedders import Embedder
 from cvd.geo.gallery import open_csv_rows, parse_position, raise_line_errors
 from cvd.geo.images import MIN_SIDE_PX, read_rgb
