@@ -32,10 +32,10 @@ from PIL import Image
 
 from cvd.atomic import atomic_output
 from cvd.errors import CVDError
-from cvd.export.runtime import METADATA_PREFIX, OnnxEmbedder
 from cvd.extras import require_extra
 from cvd.geo.embedders import TorchEmbedder
 from cvd.geo.images import read_rgb
+from cvd.geo.onnx_embedder import METADATA_PREFIX, OnnxEmbedder
 
 OPSET = 17
 PARITY_ATOL = 1e-4

@@ -130,7 +130,7 @@ def load_embedder(path: str | os.PathLike, view: str, device: str | torch.device
     if not path.exists():
         raise CheckpointError(f"{path}: model not found")
     if path.suffix == ".onnx":
-        from cvd.export.runtime import OnnxEmbedder
+        from cvd.geo.onnx_embedder import OnnxEmbedder
 
         return OnnxEmbedder(path, view)
     return TorchEmbedder.from_release(path, view, device)

@@ -5,6 +5,9 @@ The ONNX file carries what a runtime needs besides the graph, as metadata proper
 the PyTorch model), the view it embeds, and its preprocessing (input size, mean, std,
 interpolation). Preprocessing reuses `cvd.data.transforms.transform_from_data_config`, the very
 function evaluation uses, so images reach both runtimes identically.
+
+It lives with the localization tool (an `Embedder` beside `TorchEmbedder`), not with the exporter:
+`cvd.export` writes the files and builds on `cvd.geo`, never the other way round.
 """
 
 from __future__ import annotations
