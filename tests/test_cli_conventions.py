@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from cvd import progress as console
 from cvd.cli import build_parser, main
-from cvd.engine import console
 from cvd.errors import MissingExtraError
 from cvd.extras import require_extra
 

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         # a missing command is a usage error, as a missing action (`cvd index`) is for argparse
         parser.print_help(sys.stderr)
         return 2
-    from cvd.engine.console import allow_progress
+    from cvd.progress import allow_progress
 
     previous = allow_progress(not getattr(args, "no_progress", False))
     try:

@@ -1,4 +1,5 @@
-"""Console output of the commands: log format, progress bars, and the closing summary of a run.
+"""Console output of the commands: log format and the closing summary of a run (progress bars:
+`cvd.progress`).
 
 Convention of every `cvd` command: stdout carries data only (JSON, result tables, paths of
 what was written) so it can be piped; messages, notes and progress bars go to stderr.
@@ -9,10 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable
 from typing import Any
-
-_progress_allowed = True  # False under a command's --no-progress
 
 
 def setup_console_logging(level: int = logging.INFO) -> None:
@@ -26,24 +24,6 @@ def setup_console_logging(level: int = logging.INFO) -> None:
     logger.addHandler(handler)
     logger.setLevel(level if rank == 0 else logging.WARNING)
     logger.propagate = False
-
-
-def allow_progress(allowed: bool) -> bool:
-    """Turn every progress bar of this process on or off (`--no-progress`); returns the old setting."""
-    global _progress_allowed
-    previous, _progress_allowed = _progress_allowed, allowed
-    return previous
-
-
-def progress_bar(iterable: Iterable[Any] | None = None, *, enabled: bool = True, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr, drawn only on a terminal: logs and pipes get no carriage-return noise.
-
-    `enabled` is the caller's own condition (e.g. rank 0 only); `--no-progress` overrides it.
-    """
-    from tqdm import tqdm
-
-    shown = enabled and _progress_allowed and sys.stderr.isatty()
-    return tqdm(iterable, disable=not shown, file=sys.stderr, **kwargs)
 
 
 def print_run_summary(result: Any) -> None:

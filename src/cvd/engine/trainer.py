@@ -39,7 +39,6 @@ from cvd.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from cvd.engine.console import progress_bar
 from cvd.engine.data import TrainData, build_train_data
 from cvd.engine.distributed import (
     DistContext,
@@ -71,6 +70,7 @@ from cvd.errors import (
     RunFolderError,
     RunLockedError,
 )
+from cvd.progress import progress_bar
 
 LOGGER = logging.getLogger("cvd")
 

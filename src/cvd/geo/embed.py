@@ -135,7 +135,7 @@ def embed_shards(
     progress: bool = True,
 ) -> EmbedReport:
     """Embed this rank's shards that are not on disk yet; returns what was done."""
-    from cvd.engine.console import progress_bar
+    from cvd.progress import progress_bar
 
     work_dir = Path(work_dir)
     plan = ShardPlan(len(tiles), shard_size)

@@ -311,7 +311,7 @@ def cut_map(
     """
     from PIL import Image
 
-    from cvd.engine.console import progress_bar
+    from cvd.progress import progress_bar
 
     if tile_format not in TILE_FORMATS:
         raise ValueError(f"tile format must be one of {TILE_FORMATS}, got {tile_format!r}")

@@ -226,7 +226,7 @@ def generate(
     bands = [list(band) for band in np.array_split(np.array(specs, dtype=object), workers)]
     bar = None
     if progress is True:
-        from cvd.engine.console import progress_bar
+        from cvd.progress import progress_bar
 
         bar = progress_bar(total=len(specs), unit="location", desc=f"cvd synth {layout}")
     callback = progress if callable(progress) else None
