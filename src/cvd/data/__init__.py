@@ -9,7 +9,7 @@ from cvd.data.geotagged import GeoTaggedFolder
 from cvd.data.images import ImageDataset, PairDataset, collate_skipping, find_unreadable, load_rgb
 from cvd.data.layout import LayoutCheck
 from cvd.data.records import JUNK_LABEL, ImageRecord, PairRecord, RetrievalSplit
-from cvd.data.registry import DATASETS, build_dataset
+from cvd.data.registry import DATASETS, Benchmark, build_dataset, register_dataset
 from cvd.data.samplers import (
     SAMPLERS,
     GPSNeighbourSampler,
@@ -37,6 +37,7 @@ __all__ = [
     "CVACT",
     "CVUSA",
     "DATASETS",
+    "Benchmark",
     "JUNK_LABEL",
     "SAMPLERS",
     "SUES200",
@@ -56,6 +57,7 @@ __all__ = [
     "UniqueLocationSampler",
     "University1652",
     "build_dataset",
+    "register_dataset",
     "build_eval_transform",
     "build_pair_transform",
     "build_sampler",

@@ -10,6 +10,7 @@ import numpy as np
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit
+from cvd.data.registry import register_dataset
 from cvd.errors import OptionError
 
 CVACT_UTM_CRS = "EPSG:32755"
@@ -30,6 +31,7 @@ SPLIT_FIELDS = {
 }
 
 
+@register_dataset
 class CVACT:
     """The CVACT benchmark at `root`, evaluated on `split="val"` (CVACT_val) or `"test"` (CVACT_test).
 

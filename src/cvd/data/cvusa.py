@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit
+from cvd.data.registry import register_dataset
 from cvd.earth import latlon_problem
 
 logger = logging.getLogger("cvd.data")
@@ -25,6 +26,7 @@ CVUSA/                                  <- point the root here (the folder holdi
   polarmap/19/0000001.png               optional polar satellites, 122x671 (polar=True)"""
 
 
+@register_dataset
 class CVUSA:
     """The CVUSA benchmark at `root` (CVUSA/ or its `dataset/` folder, whichever holds `splits/`).
 

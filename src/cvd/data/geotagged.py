@@ -11,6 +11,7 @@ import numpy as np
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import VIEWS, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
+from cvd.data.registry import register_dataset
 from cvd.earth import latlon_problem
 from cvd.errors import ConfigError
 
@@ -25,6 +26,7 @@ EXPECTED_TREE = """\
   <the images the CSV names>"""
 
 
+@register_dataset
 class GeoTaggedFolder:
     """A folder of geo-tagged images described by a CSV (for users' own data).
 

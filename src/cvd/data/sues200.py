@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cvd.data.layout import LayoutCheck
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
+from cvd.data.registry import register_dataset
 from cvd.errors import OptionError
 
 logger = logging.getLogger("cvd.data")
@@ -43,6 +44,7 @@ split layout (the benchmark's split script; lowercase train/ and test/ are accep
   <h> is the altitude in metres: 150, 200, 250 or 300."""
 
 
+@register_dataset
 class SUES200:
     """The SUES-200 benchmark at `root`, for one or several altitudes.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from cvd.data.layout import LayoutCheck
 from cvd.data.records import JUNK_LABEL, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
+from cvd.data.registry import register_dataset
 from cvd.errors import OptionError
 
 logger = logging.getLogger("cvd.data")
@@ -28,6 +29,7 @@ University-Release/                       <- point the root here
 <id> is the zero-padded 4-digit building number, e.g. 0736."""
 
 
+@register_dataset
 class University1652:
     """The University-1652 benchmark at `root` (the `University-Release` folder).
 

@@ -71,5 +71,11 @@ def write_cvact(
     return {"ids": ids, "train": list(train), "val": list(val), "test": list(test)}
 
 
+def write_tree(root: str | Path) -> dict:
+    """The registry-driven tests' entry point: a tree, and the constructor options it needs."""
+    write_cvact(root)
+    return {}
+
+
 if __name__ == "__main__":
     print(write_cvact(sys.argv[1] if len(sys.argv) > 1 else "CVACT"))

@@ -73,6 +73,12 @@ def write_sues200_split(
     return {"train": list(train_ids), "test": list(test_ids), "drones": drones}
 
 
+def write_tree(root: str | Path) -> dict:
+    """The registry-driven tests' entry point: a tree, and the constructor options it needs."""
+    write_sues200_split(root)
+    return {}
+
+
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else "SUES-200-512x512"
     layout = sys.argv[2] if len(sys.argv) > 2 else "raw"

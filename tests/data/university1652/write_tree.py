@@ -63,5 +63,11 @@ def write_university1652(
     return {"train": train, "test": test, "distractors": distractors, "drones": drones, "streets": streets}
 
 
+def write_tree(root: str | Path) -> dict:
+    """The registry-driven tests' entry point: a tree, and the constructor options it needs."""
+    write_university1652(root)
+    return {}
+
+
 if __name__ == "__main__":
     print(write_university1652(sys.argv[1] if len(sys.argv) > 1 else "University-Release"))
