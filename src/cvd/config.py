@@ -267,7 +267,7 @@ def check_declared(
 
     for key, option in OPTIONS.items():
         value = get_dotted(config, key, _ABSENT)
-        if value is _ABSENT or key in ANY_TYPE_KEYS:
+        if value is _ABSENT or (option.kind == "any" and not option.choices):
             continue  # a key an older saved config lacks: the code's default applies
         check_value(key, value, option, where(key))
     for section in declared_sections(config) if open_sections else []:

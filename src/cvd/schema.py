@@ -157,6 +157,15 @@ def _centre_modes() -> list[Any]:
     return [*CENTRE_MODES, True, False]
 
 
+def _cvd_names(attribute: str) -> Callable[[], list[str]]:
+    def names() -> list[str]:
+        from cvd.models import cvd
+
+        return list(getattr(cvd, attribute))
+
+    return names
+
+
 def _estimators() -> list[str]:
     from cvd.losses.independence import ESTIMATORS
 
@@ -206,21 +215,21 @@ OPTIONS: dict[str, Option] = {
     "model.init_from": Option("str", "start from a run, release or .safetensors"),
     "cvd.enabled": Option("bool", "add the CVD module", nullable=False),
     "cvd.variant": Option(choices=_cvd_variants, help="fills the cvd keys left null (cvd_variants.yaml)"),
-    "cvd.split": Option(choices=["conv", "complement"], help="how z splits into content and viewpoint"),
+    "cvd.split": Option(choices=_cvd_names("SPLITS"), help="how z splits into content and viewpoint"),
     "cvd.alpha": Option(
         "float", "conv split: share of channels for content", low=0, high=1, low_open=True, high_open=True
     ),
     "cvd.squeeze": Option("bool", "conv split: false = content and viewpoint both keep d"),
     "cvd.kernel_size": Option(choices=[1, 3, 5, 7], help="conv split: kernel of the two split convs"),
-    "cvd.init": Option(choices=["default", "rotation"], help="conv split's initialisation"),
+    "cvd.init": Option(choices=_cvd_names("SPLIT_INITS"), help="conv split's initialisation"),
     "cvd.viewpoint_channels": Option(**POSITIVE_INT, help="complement split: viewpoint subspace size"),
     "cvd.detach_backbone": Option("bool", "true: the constraints train the CVD module only"),
     "cvd.retrieval_trains_split": Option("bool", "complement split: retrieval trains the subspace"),
     "cvd.centre": Option(choices=_centre_modes, help="remove each view's mean before the split"),
     "cvd.recon_target": Option(
-        choices=["image", "feature", "pooled_feature"], help="what the decoders rebuild"
+        choices=_cvd_names("RECONSTRUCTION_TARGETS"), help="what the decoders rebuild"
     ),
-    "cvd.recon_size": Option("any", "image target: short side (or a size)"),
+    "cvd.recon_size": Option(**POSITIVE_INT, help="image target: short side of the downsampled image"),
     "cvd.decoder_channels": Option(**NON_NEGATIVE_INT, help="decoders' width (0: affine, pooled only)"),
     "cvd.decoder_init": Option(choices=["default", "zero"], help="pooled-feature decoder's start"),
     "cvd.independence": Option("bool", "L_iic (intra-view independence)", nullable=False),

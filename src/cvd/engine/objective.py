@@ -59,9 +59,9 @@ class TrainingObjective(nn.Module):
         super().__init__()
         self.model = model
         self.criterion = criterion
-        self.cvd_enabled = bool(cvd_config.get("enabled", False))
-        self.loc_mode = resolve_loc_mode(str(cvd_config.get("loc", "auto")), contrastive)
-        resolved = resolve_cvd_config(cvd_config)
+        resolved = resolve_cvd_config(cvd_config)  # defaults: default.yaml and the variant, once
+        self.cvd_enabled = bool(resolved["enabled"])
+        self.loc_mode = resolve_loc_mode(str(resolved["loc"]), contrastive)
         self.lambda_iic, self.lambda_irc, self.lambda_loc = resolved["lambda"]
         self.tau = float(resolved["tau"])
         self.use_iic = bool(resolved["independence"])

@@ -17,42 +17,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvd.config import apply_cvd_variant
+from cvd.config import apply_cvd_variant, packaged_config_path, read_yaml
 from cvd.errors import ConfigError
-from cvd.losses.independence import ESTIMATORS
 from cvd.models.backbones import Backbone
 from cvd.models.cvd import (
     BRANCHES,
-    CENTRE_MODES,
     CVD,
-    RECONSTRUCTION_TARGETS,
-    SPLIT_INITS,
-    SPLITS,
     BranchContent,
     reconstruction_size,
 )
 from cvd.models.heads import HEADS, build_head
+from cvd.schema import OPTIONS, check_value
 
-# Defaults of the keys no variant sets (cvd_variants.yaml sets the rest).
-CVD_DEFAULTS: dict[str, Any] = {
-    "enabled": False,
-    "variant": "toolkit",
-    "recon_size": 32,
-    "independence": True,
-    "reconstruction": True,
-    "n_projections": 128,
-    "tau": 0.05,
-}
+
+def _cvd_defaults() -> dict[str, Any]:
+    """The ``cvd`` keys default.yaml sets: their one default (cvd_variants.yaml sets the nulls)."""
+    section = read_yaml(packaged_config_path()).get("cvd") or {}
+    return {key: value for key, value in section.items() if value is not None}
+
+
+# Defaults of the keys no variant sets, read from default.yaml (never written twice).
+CVD_DEFAULTS: dict[str, Any] = _cvd_defaults()
 
 
 def branch_of(view: str) -> str:
     """Every view except "satellite" ("drone", "street", "query") goes through the query branch."""
     return "satellite" if view == "satellite" else "query"
-
-
-def _choice(resolved: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> None:
-    if resolved[key] not in allowed:
-        raise ConfigError(f"cvd.{key}: must be one of {list(allowed)}, got {resolved[key]!r}")
 
 
 def resolve_cvd_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -63,49 +53,21 @@ def resolve_cvd_config(section: Mapping[str, Any] | None) -> dict[str, Any]:
     """
     section = {key: value for key, value in dict(section or {}).items() if value is not None}
     resolved = apply_cvd_variant({**copy.deepcopy(CVD_DEFAULTS), **section})
-    if not isinstance(resolved["alpha"], int | float) or not 0.0 < resolved["alpha"] < 1.0:
-        raise ConfigError(f"cvd.alpha: must be a number in (0, 1), got {resolved['alpha']!r}")
-    lambdas = resolved["lambda"]
-    if not isinstance(lambdas, list | tuple) or len(lambdas) != 3:
-        raise ConfigError(f"cvd.lambda: must be a list of three weights [iic, irc, loc], got {lambdas!r}")
-    resolved["lambda"] = [float(value) for value in lambdas]
-    if resolved["kernel_size"] not in (1, 3, 5, 7):
-        raise ConfigError(
-            f"cvd.kernel_size: must be 1, 3, 5 or 7 (paper: 3), got {resolved['kernel_size']!r}"
-        )
-    _choice(resolved, "init", SPLIT_INITS)
-    _choice(resolved, "split", SPLITS)
-    _choice(resolved, "recon_target", RECONSTRUCTION_TARGETS)
-    _choice(resolved, "iic_estimator", ESTIMATORS)
-    _choice(resolved, "decoder_init", ("default", "zero"))
+    for key, value in resolved.items():  # type, range, choices: as declared in cvd.schema
+        option = OPTIONS.get(f"cvd.{key}")
+        if option is not None:
+            check_value(f"cvd.{key}", value, option)
+    resolved["lambda"] = [float(value) for value in resolved["lambda"]]
+    # what depends on another key
     if resolved["init"] == "rotation" and resolved["split"] != "conv":
         raise ConfigError("cvd.init: 'rotation' applies to cvd.split=conv only")
-    for key in ("recon_size", "decoder_channels", "n_projections", "viewpoint_channels"):
-        value = resolved[key]
-        # decoder_channels 0 = an affine pooled decoder (recon_target: pooled_feature only)
-        least = 0 if key == "decoder_channels" and resolved["recon_target"] == "pooled_feature" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"cvd.{key}: must be an integer >= {least}, got {value!r}")
-    momentum = resolved["iic_momentum"]
-    if not isinstance(momentum, int | float) or isinstance(momentum, bool) or not 0 < momentum <= 1:
-        raise ConfigError(f"cvd.iic_momentum: must be a number in (0, 1], got {momentum!r}")
-    for key in ("tau", "lr_scale"):
-        if (
-            not isinstance(resolved[key], int | float)
-            or isinstance(resolved[key], bool)
-            or resolved[key] <= 0
-        ):
-            raise ConfigError(f"cvd.{key}: must be a positive number, got {resolved[key]!r}")
-    if resolved["centre"] not in (*CENTRE_MODES, True, False):
-        raise ConfigError(f"cvd.centre: must be one of {list(CENTRE_MODES)}, got {resolved['centre']!r}")
+    if resolved["decoder_channels"] == 0 and resolved["recon_target"] != "pooled_feature":
+        raise ConfigError(
+            "cvd.decoder_channels: 0 (an affine decoder) applies to cvd.recon_target=pooled_feature only; "
+            "give an integer >= 1"
+        )
     if resolved["retrieval_trains_split"] is False and resolved["split"] != "complement":
         raise ConfigError("cvd.retrieval_trains_split: false applies to cvd.split=complement only")
-    for key in ("detach_backbone", "retrieval_trains_split"):
-        if not isinstance(resolved[key], bool):
-            raise ConfigError(f"cvd.{key}: must be true or false, got {resolved[key]!r}")
-    scale = resolved["weight_decay_scale"]
-    if not isinstance(scale, int | float) or isinstance(scale, bool) or scale < 0:
-        raise ConfigError(f"cvd.weight_decay_scale: must be a number >= 0, got {scale!r}")
     return resolved
 
 
