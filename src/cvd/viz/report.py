@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cvd.atomic import atomic_write_text
-
-METRICS = ("R@1", "R@5", "R@10", "R@1%", "AP")
+from cvd.evaluation.report import HEADLINE_METRICS as METRICS
 
 
 def metrics_table(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
