@@ -430,7 +430,7 @@ SAMPLERS: dict[str, type[_GlobalBatchSampler]] = {
     "similarity": SimilaritySampler,
     "mutually_exclusive": MutuallyExclusiveSampler,
 }
-"""Samplers by the config's `data.sampler` name (`random` is torch's own DistributedSampler)."""
+"""Samplers by the config's `data.sampler` name (all of them plan global batches, split across ranks)."""
 
 
 def build_sampler(
