@@ -47,7 +47,12 @@ def atomic_output(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[
     mode = 0o666 & ~current_umask()
     # nothing between creating the temporary and the try: a signal turned into an exception there
     # (Ctrl-C, SIGTERM in `cvd fit`) would leave the file behind
-    descriptor, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX)
+    try:
+        descriptor, name = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=TEMPORARY_SUFFIX
+        )
+    except OSError as error:  # name the file asked for, not the temporary's random name
+        raise type(error)(error.errno, error.strerror, str(target)) from error
     temporary = Path(name)
     try:
         os.close(descriptor)

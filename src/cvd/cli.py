@@ -9,6 +9,7 @@ carries data only (see `cvd.engine.console`), `--json` where a script reads the 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -48,6 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What the file system answers about a path the user chose (an unwritable --out or output_dir, a
+# full disk): the user's to fix, so one line naming the path, never a traceback.
+FILE_ERRNOS: dict[int, str] = {
+    errno.EACCES: "check the folder's permissions or write somewhere else",
+    errno.EPERM: "check the folder's permissions or write somewhere else",
+    errno.EROFS: "the file system is read-only: write somewhere else",
+    errno.ENOSPC: "the disk is full: free space or write somewhere else",
+    errno.EDQUOT: "the disk quota is exceeded: free space or write somewhere else",
+    errno.EFBIG: "the file is too large for this file system",
+    errno.ENOTDIR: "a file stands where a folder is needed",
+    errno.EISDIR: "a folder stands where a file is needed",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def describe_file_error(error: OSError) -> str | None:
+    """One line for a file-system refusal that names its path (None for any other OSError)."""
+    hint = FILE_ERRNOS.get(error.errno or 0)
+    if hint is None or not error.filename:
+        return None
+    return f"{error.filename}: {error.strerror or error} ({hint})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `cvd` console script."""
     parser = build_parser()
@@ -63,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         result = args.run(args)
     except CVDError as error:
         print(f"cvd {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        message = describe_file_error(error)
+        if message is None:
+            raise  # not the file system refusing a path: a bug, keep its traceback
+        print(f"cvd {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

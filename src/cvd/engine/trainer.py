@@ -206,7 +206,14 @@ class Trainer:
         The lock comes first: nothing is read, compared or deleted while another process may be
         writing. A resume then removes what a killed write left behind (only the lock holder can
         know those temporaries are stale)."""
-        self.lock.acquire()
+        try:
+            self.lock.acquire()
+        except OSError as error:  # an unwritable output_dir: the user's to fix, one line
+            raise RunFolderError(
+                f"output_dir={self.config['output_dir']}: cannot create the run folder {self.run_dir} "
+                f"({error.strerror or error}: {error.filename}); choose a writable output_dir= "
+                "or fix the folder's permissions"
+            ) from error
         if self.resume:
             self.resume_changes = check_resume_config(self.run_dir, self.config)
             for path in clean_temporaries(self.run_dir):
