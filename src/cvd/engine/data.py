@@ -8,6 +8,7 @@ worker's running RNG, so a run resumed mid-epoch sees exactly the images it woul
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -20,9 +21,22 @@ from cvd.baselines.base import Recipe
 from cvd.data import PairDataset, build_dataset, build_sampler, collate_skipping
 from cvd.engine.distributed import DistContext, all_reduce_sum
 from cvd.engine.validation import hold_out, query_view_of, validation_splits
-from cvd.errors import ConfigError, OptionError
+from cvd.errors import ConfigError, ImageReadError, OptionError
 
 LOGGER = logging.getLogger("cvd")
+
+
+def max_skipped_share(config: Mapping[str, Any]) -> float:
+    """``data.max_skipped_share``: the share of training pairs, and of planned training batches,
+    that unreadable images may cost a run before it fails (default 0.01)."""
+    value = config["data"].get("max_skipped_share", 0.01)
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = math.nan
+    if isinstance(value, bool) or not 0.0 <= share <= 1.0:
+        raise ConfigError(f"data.max_skipped_share={value!r}: must be a number in [0, 1] (e.g. 0.01)")
+    return share
 
 
 def dataset_from_config(config: Mapping[str, Any]) -> Any:
@@ -75,8 +89,25 @@ class TrainData:
         # Unreadable images are found before training (a cheap draft decode), so every batch of
         # every rank has the same size: the cross-rank gather needs it.
         self.dataset = PairDataset(pairs, None, strict=bool(data["strict_images"]), verify=True)
-        if self.dataset.skipped:
-            LOGGER.warning("%d unreadable training images skipped", len(self.dataset.skipped))
+        self.max_skipped_share = max_skipped_share(config)
+        self.pairs_found = len(pairs)
+        self.unreadable_before = [str(path) for path in self.dataset.skipped]
+        removed = self.pairs_found - len(self.dataset.pairs)
+        if self.unreadable_before:
+            LOGGER.warning(
+                "%d unreadable training images skipped (%d of %d training pairs removed), e.g. %s",
+                len(self.unreadable_before), removed, self.pairs_found, self.unreadable_before[0],
+            )  # fmt: skip
+        if removed > self.max_skipped_share * self.pairs_found:
+            raise ImageReadError(
+                f"{removed} of {self.pairs_found} training pairs ({100 * removed / self.pairs_found:.1f}%) "
+                f"have unreadable images ({len(self.unreadable_before)} files, e.g. "
+                f"{self.unreadable_before[0]}), more than data.max_skipped_share={self.max_skipped_share:g} "
+                "allows: repair or remove those files, or raise data.max_skipped_share"
+            )
+        # micro-batches dropped because an image became unreadable during the run, and those images
+        self.dropped_batches = 0
+        self.unreadable_during: dict[str, None] = {}
         self.num_locations = len({pair.label for pair in self.dataset.pairs})
         self.global_batch = int(data["batch_size"])
         if self.global_batch % dist.world_size:
@@ -116,8 +147,11 @@ class TrainData:
         self.data_config = dict(model.data_config)
         self.dataset.transform = self.recipe.train_transform(self.config, self.data_config)
 
-    def loader(self, epoch: int, skip_batches: int = 0) -> Iterator[dict[str, Any]]:
-        """The micro-batches of ``epoch`` from ``skip_batches`` on (a resumed run skips what it did)."""
+    def loader(self, epoch: int, skip_batches: int = 0) -> Iterator[dict[str, Any] | None]:
+        """The micro-batches of ``epoch`` from ``skip_batches`` on (a resumed run skips what it did).
+
+        A micro-batch dropped for an unreadable image comes as None: it still takes its place in
+        the epoch (the sampler's position, which a resume and gradient accumulation count on)."""
         self.sampler.set_epoch(epoch, skip_batches=skip_batches)
         self.items.epoch = epoch
         workers = int(self.config["data"]["num_workers"])
@@ -137,8 +171,20 @@ class TrainData:
             # since the ranks' batches must stay the same size for the gather.
             if all_reduce_sum(float(skipped), self.dist.device) > 0:
                 LOGGER.warning("dropped a micro-batch with unreadable images: %s", batch.get("skipped"))
+                self.dropped_batches += 1
+                for path in batch.get("skipped", []):
+                    self.unreadable_during.setdefault(str(path), None)
+                yield None
                 continue
             yield batch
+
+    def skipped_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the dropped micro-batches: a resumed run goes on counting."""
+        return {"batches": self.dropped_batches, "paths": list(self.unreadable_during)}
+
+    def load_skipped_state(self, state: Mapping[str, Any]) -> None:
+        self.dropped_batches = int(state.get("batches", 0))
+        self.unreadable_during = dict.fromkeys(str(path) for path in state.get("paths", []))
 
     def sampler_state(self) -> dict[str, Any]:
         """What resuming needs of the sampler beyond (seed, epoch, position): mined neighbours."""

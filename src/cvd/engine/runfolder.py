@@ -36,6 +36,7 @@ RESUMABLE_KEYS: tuple[str, ...] = (
     "train.log_every",
     "data.num_workers",  # augmentation is seeded per item: the images do not depend on workers
     "data.eval_batch_size",
+    "data.max_skipped_share",  # when to give up on unreadable images, not what is trained
     "eval.chunk_size",
     "checkpoint.every_steps",
     "checkpoint.keep_last",

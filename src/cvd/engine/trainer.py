@@ -66,6 +66,7 @@ from cvd.errors import (
     CheckpointError,
     ConfigError,
     CVDError,
+    ImageReadError,
     NonFiniteLossError,
     RunFolderError,
     RunLockedError,
@@ -82,6 +83,7 @@ class FitResult:
     run_dir: Path
     steps: int
     results: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, Any] = field(default_factory=dict)  # what unreadable images cost (run_info.json)
 
 
 def git_commit() -> str:
@@ -185,6 +187,7 @@ class Trainer:
         max_steps = config["schedule"].get("max_steps")
         self.total_steps = min(total, int(max_steps)) if max_steps else total
         self.epochs = epochs
+        self.planned_batches = self.total_steps * self.accumulate
         self.optimizer = build_optimizer(self.objective, config["optim"], config["cvd"])
         self.scheduler = build_scheduler(
             self.optimizer, config["schedule"], self.steps_per_epoch, self.total_steps
@@ -281,6 +284,7 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "sampler": self.data.sampler_state(),
+            "skipped": self.data.skipped_state(),
             "rng": capture_rng_state(),
             "cvd_version": __version__,
         }
@@ -300,6 +304,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.data.load_sampler_state(state.get("sampler") or {})
+        self.data.load_skipped_state(state.get("skipped") or {})
         restore_rng_state(state["rng"])
 
     def save(self) -> None:
@@ -378,6 +383,7 @@ class Trainer:
             self.calibrate()
             results = self.evaluate(final=True)
             self.release()
+            skipped = self.report_skipped()
         except BaseException:
             # Ctrl-C, SIGTERM, a full disk: no temporary may outlive the run, whatever the instant
             # it was stopped at (this process holds the lock: every temporary here is its own)
@@ -386,7 +392,7 @@ class Trainer:
             raise
         finally:
             self.close()
-        return FitResult(self.run_dir, self.step, results)
+        return FitResult(self.run_dir, self.step, results, skipped)
 
     def _micro_batches(self) -> Iterator[dict[str, Any]]:
         loader = self.data.loader(self.epoch, skip_batches=self.batch_in_epoch)
@@ -405,6 +411,15 @@ class Trainer:
         )
         started = time.perf_counter()
         for batch in self._micro_batches():
+            if batch is None:  # every rank dropped it: an image became unreadable during the run
+                self.batch_in_epoch += 1
+                progress.update(1)
+                if self.batch_in_epoch % self.accumulate == 0:
+                    # the group's last micro-batch (the one DDP syncs gradients on) is gone, and so
+                    # is the group's step: what the group had accumulated is discarded on every rank
+                    self.optimizer.zero_grad(set_to_none=True)
+                self._check_skipped()
+                continue
             batch = _to_device(batch, self.dist.device)
             accumulating = (self.batch_in_epoch + 1) % self.accumulate != 0
             sync = (
@@ -449,6 +464,63 @@ class Trainer:
                 return self.batch_in_epoch >= self.data.batches_per_epoch
         progress.close()
         return True
+
+    def skipped_summary(self) -> dict[str, Any]:
+        """What unreadable images cost the run so far (the record in run_info.json)."""
+        data = self.data
+        return {
+            "max_skipped_share": data.max_skipped_share,
+            "train_pairs_found": data.pairs_found,
+            "train_pairs_removed": data.pairs_found - len(data.dataset.pairs),
+            "unreadable_before_training": data.unreadable_before,
+            "batches_planned": self.planned_batches,
+            "batches_dropped": data.dropped_batches,
+            "unreadable_during_training": list(data.unreadable_during),
+            "steps_planned": self.total_steps,
+            "steps_done": self.step,
+        }
+
+    def report_skipped(self) -> dict[str, Any]:
+        """The closing summary of skipped items: one stderr line, and ``skipped`` in run_info.json."""
+        summary = self.skipped_summary()
+        if not self.dist.is_main:
+            return summary
+        removed, found = summary["train_pairs_removed"], summary["train_pairs_found"]
+        dropped, planned = summary["batches_dropped"], summary["batches_planned"]
+        if not removed and not dropped:
+            LOGGER.info("skipped items: none (every training image was read)")
+        else:
+            LOGGER.warning(
+                "skipped items: %d of %d training pairs removed before training (unreadable images), "
+                "%d of %d planned training batches dropped during it (%d image(s) became unreadable); "
+                "data.max_skipped_share=%g; listed under 'skipped' in %s",
+                removed, found, dropped, planned, len(summary["unreadable_during_training"]),
+                summary["max_skipped_share"], self.run_dir / "run_info.json",
+            )  # fmt: skip
+        info = read_run_info(self.run_dir)
+        if info is not None:
+            info["skipped"] = summary
+            atomic_write_text(self.run_dir / "run_info.json", json.dumps(info, indent=2))
+        return summary
+
+    def _check_skipped(self) -> None:
+        """Stop (every rank alike: the count is the same) once the dropped micro-batches exceed
+        ``data.max_skipped_share`` of the planned ones: the run could no longer be what was asked."""
+        dropped, planned = self.data.dropped_batches, self.planned_batches
+        share = self.data.max_skipped_share
+        if dropped <= share * planned:
+            return
+        self.report_skipped()
+        paths = list(self.data.unreadable_during)
+        example = f", e.g. {paths[0]}" if paths else ""
+        last = latest_checkpoint(self.checkpoint_dir)
+        kept = f"the last checkpoint is {last}" if last else "no checkpoint was written yet"
+        raise ImageReadError(
+            f"{dropped} of {planned} planned training batches ({100 * dropped / planned:.1f}%) were "
+            f"dropped because images became unreadable during the run ({len(paths)} file(s){example}), "
+            f"more than data.max_skipped_share={share:g} allows; {kept}: restore the files and continue "
+            "with --resume, or raise data.max_skipped_share"
+        )
 
     def _sharpness_aware_second_pass(self, batch: Mapping[str, Any], context: LossContext) -> None:
         """(A)SAM: move to the worst-case neighbour, and take the gradient there (same batch, same
