@@ -67,9 +67,12 @@ paper's; and in the page, bar charts of ours vs the paper and of CVD's gain vs t
 - `KEY=VALUE` overrides go to every row (e.g. `cvd.variant=paper`, `train.device=cuda:1`).
 - Resuming: run the same command again. Complete rows are skipped, interrupted ones continue
   from their last checkpoint (`cvd fit --resume`). Each row's folder is
-  `<out>/runs/<config name>-<hash>`, the hash taken over its resolved config (overrides and data
-  root included, output and logging keys excluded): change an override and the row gets a new
-  folder instead of mixing with the old run. A complete run of the same hash in another table's
+  `<out>/runs/<config name>-<hash>`, the hash taken over what its resolved config sets away from
+  the toolkit's defaults (overrides and data root included, output and logging keys excluded):
+  change an override and the row gets a new folder instead of mixing with the old run; a toolkit
+  update that adds a key at its default keeps the folder, and one whose new default changes the
+  training is refused there (the row shows `conflict`, naming the keys: the engine's own
+  `--resume` check). A complete run of the same hash in another table's
   folder beside `<out>` (`runs/reproduce/table1/` for Table 7; Table 1's LPN + CVD for Tables 4
   and 6) is used as it is. Pass `--collect` the same `--data-root` and overrides as the run.
 - `--launcher local` (default): one row after the other on this machine, each as its own

@@ -211,3 +211,24 @@ def test_synthetic_table4_runs_every_row_and_each_cell_is_its_rows_result(tmp_pa
         for cell in mine:
             assert float(cell["ours"]) == pytest.approx(results[cell["direction"]][cell["metric"]], abs=1e-4)
             assert float(cell["paper"]) == meta["paper"][cell["direction"]][cell["metric"]]
+
+
+def test_a_key_added_to_the_toolkit_at_its_default_keeps_the_rows_folder(tmp_path, monkeypatch):
+    import cvd.config
+    from cvd.config import load_config, packaged_config_path, read_yaml
+    from cvd.reproduce.plan import config_digest
+
+    config = load_config(CONFIGS / "university1652" / "lpn.yaml")
+    before = config_digest(config)
+    defaults = read_yaml(packaged_config_path())
+    defaults["train"]["new_knob"] = 3  # what a later version of the toolkit might add
+    newer = tmp_path / "default.yaml"
+    newer.write_text(yaml.safe_dump(defaults))
+    monkeypatch.setattr(cvd.config, "packaged_config_path", lambda name="default.yaml": newer)
+    config["train"]["new_knob"] = 3
+    assert config_digest(config) == before
+    config["train"]["new_knob"] = 4  # set away from its default: another config, another folder
+    assert config_digest(config) != before
+    config["train"]["new_knob"] = 3
+    config["optim"]["lr"] = config["optim"]["lr"] * 2
+    assert config_digest(config) != before

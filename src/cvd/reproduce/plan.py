@@ -84,7 +84,16 @@ def _display(path: Path) -> str:
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
-    """10 hex digits of the resolved config, without the keys that do not change what is computed."""
+    """10 hex digits of what a resolved config sets away from the toolkit's defaults.
+
+    Keys that do not change what is computed (UNHASHED_KEYS) are left out, and so is every key at
+    its packaged default: a toolkit update that adds a key (at a default that keeps the old
+    behaviour) does not move the rows to new folders. A changed default that does change the
+    training is caught when the folder is reused: the engine's own comparison of the run's saved
+    config with the resolved one (a row in "conflict", never resumed nor collected).
+    """
+    from cvd.config import packaged_config_path, read_yaml
+
     data = json.loads(json.dumps(config, default=str))
     for key in UNHASHED_KEYS:
         node = data
@@ -96,8 +105,20 @@ def config_digest(config: Mapping[str, Any]) -> str:
     root = (data.get("data") or {}).get("root")
     if isinstance(root, str):
         data["data"]["root"] = str(Path(root).expanduser().resolve())
-    text = json.dumps(data, sort_keys=True)
+    defaults = dict(_leaves(json.loads(json.dumps(read_yaml(packaged_config_path()), default=str))))
+    missing = object()
+    kept = {key: value for key, value in _leaves(data) if defaults.get(key, missing) != value}
+    text = json.dumps(kept, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """(dotted key, value) of every leaf; an empty mapping is a leaf."""
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _leaves(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], node
 
 
 @dataclass
