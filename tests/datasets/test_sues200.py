@@ -140,3 +140,28 @@ def test_asking_for_the_other_layout_gets_a_hint(raw_root, tmp_path, writers):
     writers["sues200"].write_sues200_split(tmp_path, altitudes=(150,))
     with pytest.raises(DatasetLayoutError, match="use layout='split'"):
         SUES200(tmp_path, altitude=150, layout="raw")
+
+
+def test_gallery_variants_official_ranks_distractors_sample4geo_junks_them(tmp_path, writers):
+    from cvd.data import JUNK_LABEL
+    from cvd.errors import OptionError
+    from cvd.evaluation.report import summary_line
+
+    root = tmp_path / "SUES-200"
+    writers["sues200"].write_sues200_split(
+        root, train_ids=["0001", "0002", "0003"], test_ids=["0004", "0005"]
+    )
+    dataset = SUES200(root, altitude=150)
+    official_d2s, _ = dataset.eval_splits()
+    assert official_d2s.gallery_variant == "official"
+    assert sorted(r.label for r in official_d2s.gallery) == [1, 2, 3, 4, 5]  # training ids rank too
+    d2s, s2d = dataset.eval_splits(gallery_variant="sample4geo")
+    assert d2s.gallery_variant == s2d.gallery_variant == "sample4geo"
+    # only the two test locations have queries: the three training ones are junk in both galleries
+    assert sorted(r.label for r in d2s.gallery) == [JUNK_LABEL] * 3 + [4, 5]
+    assert {r.label for r in s2d.gallery if r.location in ("0001", "0002", "0003")} == {JUNK_LABEL}
+    result = {"protocol": "sues200", "split": d2s.name, "gallery_variant": d2s.gallery_variant}
+    result.update(num_queries=6, num_gallery=5, flip_tta=False)
+    assert "gallery=sample4geo" in summary_line(result)
+    with pytest.raises(OptionError, match="gallery_variant"):
+        dataset.eval_splits(gallery_variant="all")

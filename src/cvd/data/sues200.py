@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cvd.data.layout import LayoutCheck
-from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
+from cvd.data.records import JUNK_LABEL, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
 from cvd.data.registry import register_dataset
+from cvd.data.university1652 import GALLERY_VARIANTS
 from cvd.errors import OptionError
 
 logger = logging.getLogger("cvd.data")
@@ -205,23 +206,38 @@ class SUES200:
                 )
         return pairs
 
-    def eval_splits(self) -> list[RetrievalSplit]:
-        """drone->satellite and satellite->drone for each chosen altitude (named `.../<h>m`)."""
+    def eval_splits(self, gallery_variant: str = "official") -> list[RetrievalSplit]:
+        """drone->satellite and satellite->drone for each chosen altitude (named `.../<h>m`).
+
+        `official`: the benchmark's galleries as its split script writes them (all 200 locations,
+        the 120 training ones as distractors). `sample4geo`: gallery items of locations without a
+        query are junk (removed from the ranking), as Sample4Geo and Game4Loc evaluate.
+        """
+        if gallery_variant not in GALLERY_VARIANTS:
+            raise OptionError(
+                "gallery_variant", gallery_variant, f"must be one of {', '.join(GALLERY_VARIANTS)}"
+            )
         splits = []
         for height in self.altitudes:
             images = self._images[height]
             for query_view, gallery_view in (("drone", "satellite"), ("satellite", "drone")):
                 queries = _records(images[f"query_{query_view}"], query_view, height)
-                gallery = _records(images[f"gallery_{gallery_view}"], gallery_view, height)
+                queried = {record.location for record in queries} if gallery_variant == "sample4geo" else None
+                gallery = _records(images[f"gallery_{gallery_view}"], gallery_view, height, keep=queried)
                 name = f"{query_view}->{gallery_view}/{height}m"
-                splits.append(RetrievalSplit(name, queries, gallery, self.protocol, None))
+                splits.append(RetrievalSplit(name, queries, gallery, self.protocol, gallery_variant))
         return splits
 
 
-def _records(images: dict[str, list[Path]], view: str, height: int) -> list[ImageRecord]:
-    meta = {
-        "altitude": height
-    }  # one mapping shared by the split's records (read-only by convention; picklable)
+def _records(
+    images: dict[str, list[Path]], view: str, height: int, keep: set[str] | None = None
+) -> list[ImageRecord]:
+    """Records of one view at one altitude; locations outside `keep` (when given) are junk."""
+    meta = {"altitude": height}  # one mapping shared by the split's records (read-only; picklable)
     return [
-        ImageRecord(path, int(loc), loc, view, None, meta) for loc, paths in images.items() for path in paths
+        ImageRecord(
+            path, JUNK_LABEL if keep is not None and loc not in keep else int(loc), loc, view, None, meta
+        )
+        for loc, paths in images.items()
+        for path in paths
     ]
