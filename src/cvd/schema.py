@@ -125,6 +125,22 @@ class Option:
         return None
 
 
+def label_smoothing_option(default: float) -> Option:
+    """`loss.label_smoothing` as every recipe with a cross-entropy declares it (its own default)."""
+    return Option(
+        "float", "label smoothing of the cross-entropy", default=default, low=0, high=1, high_open=True,
+        nullable=False,
+    )  # fmt: skip
+
+
+def logit_scale_option() -> Option:
+    """`loss.logit_scale_init` of the InfoNCE recipes: the learnable scale starts at 1 / 0.07."""
+    return Option(
+        "float", "initial logit scale (1 / temperature)", default=1 / 0.07, low=0, low_open=True,
+        nullable=False,
+    )  # fmt: skip
+
+
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 

@@ -46,7 +46,7 @@ from cvd.baselines.blocks import ClassBlock, concatenate_normalised, require_num
 from cvd.errors import ConfigError, WeightsError
 from cvd.losses import batch_hard_triplet, classification_loss
 from cvd.models.heads import Head, register_head
-from cvd.schema import Option
+from cvd.schema import Option, label_smoothing_option
 
 
 def location_class_block(in_features: int, num_classes: int, bottleneck: int, dropout: float) -> ClassBlock:
@@ -191,15 +191,7 @@ class ClassificationRecipe(Recipe):
     loss_schema: ClassVar[Mapping[str, Option] | None] = {
         "triplet_margin": Option("float", "margin of the triplet loss", default=0.3, low=0, nullable=False),
         "triplet_weight": Option("float", "weight of the triplet loss", default=1.0, low=0, nullable=False),
-        "label_smoothing": Option(
-            "float",
-            "label smoothing of the cross-entropy",
-            default=0.0,
-            low=0,
-            high=1,
-            high_open=True,
-            nullable=False,
-        ),
+        "label_smoothing": label_smoothing_option(0.0),
     }
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:

@@ -35,7 +35,7 @@ from torch import nn
 from cvd.baselines.base import LossContext, register_recipe
 from cvd.baselines.sample4geo import Sample4Geo
 from cvd.losses import info_nce
-from cvd.schema import Option
+from cvd.schema import Option, label_smoothing_option, logit_scale_option
 
 
 def match_smoothing(weights: torch.Tensor, k: float = 5.0, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -115,23 +115,8 @@ class Game4Loc(Sample4Geo):
     loss_schema: ClassVar[Mapping[str, Option] | None] = {
         "weighted": Option("bool", "weight the InfoNCE positives", default=True, nullable=False),
         "k": Option("float", "weighting's k", default=5.0, low=0, nullable=False),
-        "label_smoothing": Option(
-            "float",
-            "label smoothing of the cross-entropy",
-            default=0.0,
-            low=0,
-            high=1,
-            high_open=True,
-            nullable=False,
-        ),
-        "logit_scale_init": Option(
-            "float",
-            "initial logit scale (1 / temperature)",
-            default=1 / 0.07,
-            low=0,
-            low_open=True,
-            nullable=False,
-        ),
+        "label_smoothing": label_smoothing_option(0.0),
+        "logit_scale_init": logit_scale_option(),
     }
 
     def build_criterion(self, config: Mapping[str, Any]) -> nn.Module:

@@ -61,7 +61,7 @@ from cvd.models.backbones import Backbone
 from cvd.models.cvd import BRANCHES
 from cvd.models.heads import register_head
 from cvd.models.model import RetrievalModel
-from cvd.schema import Option
+from cvd.schema import Option, label_smoothing_option
 
 LOGGER = logging.getLogger("cvd")
 
@@ -268,15 +268,7 @@ class MBFLoss(PartClassificationLoss):
 class MBF(PartRecipe):
     name = "mbf"
     loss_schema: ClassVar[Mapping[str, Option] | None] = {
-        "label_smoothing": Option(
-            "float",
-            "label smoothing of the cross-entropy",
-            default=0.0,
-            low=0,
-            high=1,
-            high_open=True,
-            nullable=False,
-        ),
+        "label_smoothing": label_smoothing_option(0.0),
         "triplet_margin": Option("float", "margin of the triplet loss", default=0.3, low=0, nullable=False),
         "triplet_weight": Option("float", "weight of the triplet loss", default=1.0, low=0, nullable=False),
     }

@@ -27,7 +27,7 @@ from cvd.models.backbones import Backbone
 from cvd.models.cvd import BRANCHES, CVD, BranchContent
 from cvd.models.heads import Head
 from cvd.models.model import RetrievalModel, branch_of, constraint_factors, resolve_cvd_config
-from cvd.schema import Option
+from cvd.schema import Option, label_smoothing_option
 
 
 class PartClassifiers(nn.Module):
@@ -203,17 +203,7 @@ class PartRecipe(Recipe):
 
     contrastive = False
     default_sampler = "location_shuffle"
-    loss_schema: ClassVar[Mapping[str, Option] | None] = {
-        "label_smoothing": Option(
-            "float",
-            "label smoothing of the cross-entropy",
-            default=0.0,
-            low=0,
-            high=1,
-            high_open=True,
-            nullable=False,
-        )
-    }
+    loss_schema: ClassVar[Mapping[str, Option] | None] = {"label_smoothing": label_smoothing_option(0.0)}
     model_keys: ClassVar[frozenset[str]] = frozenset({"last_stride"})  # head kwargs this recipe consumes
 
     @property

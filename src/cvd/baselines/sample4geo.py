@@ -20,7 +20,7 @@ from torch import nn
 from cvd.baselines.base import LossContext, Recipe, register_recipe
 from cvd.baselines.blocks import copy_pretrained_head_norm
 from cvd.losses import info_nce
-from cvd.schema import Option
+from cvd.schema import Option, label_smoothing_option, logit_scale_option
 
 
 class SymmetricInfoNCE(nn.Module):
@@ -55,23 +55,8 @@ class Sample4Geo(Recipe):
     contrastive = True
     default_sampler = "location_shuffle"
     loss_schema: ClassVar[Mapping[str, Option] | None] = {
-        "label_smoothing": Option(
-            "float",
-            "label smoothing of the cross-entropy",
-            default=0.1,
-            low=0,
-            high=1,
-            high_open=True,
-            nullable=False,
-        ),
-        "logit_scale_init": Option(
-            "float",
-            "initial logit scale (1 / temperature)",
-            default=1 / 0.07,
-            low=0,
-            low_open=True,
-            nullable=False,
-        ),
+        "label_smoothing": label_smoothing_option(0.1),
+        "logit_scale_init": logit_scale_option(),
     }
 
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:

@@ -646,21 +646,13 @@ def build_sam(
 
 def load_initial_weights(model: nn.Module, path: Path) -> None:
     """Start from released weights (a run folder, a release folder or a .safetensors file), strictly."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from cvd.models.release import release_weights
+    from cvd.models.release import read_weights, release_weights
 
     try:
         weights = release_weights(path)
+        state = read_weights(weights)
     except CheckpointError as error:
         raise CheckpointError(f"model.init_from: {error}") from error
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"model.init_from: {weights}: corrupt or not a safetensors file: {error}"
-        ) from error
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

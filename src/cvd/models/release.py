@@ -131,6 +131,17 @@ def release_weights(path: str | os.PathLike[str]) -> Path:
     return weights
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .safetensors file on the CPU; a damaged file is an error naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: corrupt or not a safetensors file: {error}") from error
+
+
 def release_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """(weights, config) of a run folder, a release folder or a .safetensors file; both must exist."""
     weights = release_weights(path)
@@ -150,8 +161,6 @@ def read_release(
     ``path``: a run folder, a release folder or a .safetensors file (see :func:`release_weights`).
     Returns the model in eval mode and its config.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     weights_path, config_path = release_paths(path)
     try:
@@ -168,10 +177,7 @@ def read_release(
         model = build_model(build_config)
     except CVDError as error:
         raise CheckpointError(f"{config_path}: cannot rebuild the model: {error}") from error
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{weights_path}: corrupt or not a safetensors file: {error}") from error
+    state = read_weights(weights_path)
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
