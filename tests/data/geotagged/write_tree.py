@@ -1,6 +1,6 @@
 """A tiny geo-tagged folder: satellite tiles and drone photos listed in a CSV with lat/lon.
 
-    python tests/data/geotagged/write_tree.py OUT_DIR
+python tests/data/geotagged/write_tree.py OUT_DIR
 """
 
 from __future__ import annotations
