@@ -27,3 +27,17 @@ os.environ.setdefault("OMP_NUM_THREADS", str(_THREADS))
 @pytest.fixture(autouse=True)
 def _seed_everything() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_the_cvd_logger():
+    """Commands run in-process set up the `cvd` logger (own stderr handler, propagate=False);
+    restore it after each test so that a later test's caplog sees the records whatever ran first
+    in its worker."""
+    import logging
+
+    logger = logging.getLogger("cvd")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:] = saved[0]
+    logger.propagate, logger.level = saved[1], saved[2]
