@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,15 @@ def tiny_config(tmp_path: Path, tiny_world: Path):
         return write_tiny_config(tmp_path, tiny_world, **sections)
 
     return make
+
+
+def run_cvd(*args: str, preexec_fn: Callable[[], None] | None = None) -> subprocess.CompletedProcess:
+    """`python -m cvd ARGS` in a fresh process, as a user runs it; output captured, never raises."""
+    return subprocess.run(
+        [sys.executable, "-m", "cvd", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        preexec_fn=preexec_fn,
+    )

@@ -17,18 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tests.engine.conftest import run_cvd
 
 
 def cvd(*args: str, umask: int | None = None) -> subprocess.CompletedProcess:
-    preexec = (lambda: os.umask(umask)) if umask is not None else None
-    return subprocess.run(
-        [sys.executable, "-m", "cvd", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        preexec_fn=preexec,
-    )
+    return run_cvd(*args, preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
 
 
 def start(*args: str, stderr: Path) -> subprocess.Popen:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.engine.conftest import write_tiny_config
+from tests.engine.conftest import run_cvd, write_tiny_config
 
 PR_CAPBSET_DROP = 24
 CAP_DAC_OVERRIDE = 1
@@ -33,14 +33,7 @@ def _drop_dac_override() -> None:
 
 
 def cvd(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cvd", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        preexec_fn=_drop_dac_override,
-    )
+    return run_cvd(*args, preexec_fn=_drop_dac_override)
 
 
 @pytest.fixture
