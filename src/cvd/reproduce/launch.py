@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cvd.reproduce.plan import DONE, FAILED, INTERRUPTED, PENDING, RESULTS, Step, refresh, step_state
+from cvd.reproduce.plan import DONE, FAILED, INTERRUPTED, PENDING, RELEASE, RESULTS, Step, refresh, step_state
 
 Report = Callable[[str], None]
 
@@ -138,7 +138,7 @@ def write_slurm(
         for task, step in enumerate(phase):
             done_test = f"[ -f {shlex.quote(str(step.results))} ]"
             if step.kind == "fit":
-                done_test += f" && [ -f {shlex.quote(str(step.folder / 'release' / 'model.safetensors'))} ]"
+                done_test += f" && [ -f {shlex.quote(str(step.folder / RELEASE))} ]"
             command = shlex.join(step.argv(gpus if step.kind == "fit" else 1, python))
             cases.append(
                 f"  {task})  # {describe(step)}\n    if {done_test}; then echo 'done already'; exit 0; fi\n"

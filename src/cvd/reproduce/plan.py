@@ -29,7 +29,7 @@ UNHASHED_KEYS = ("name", "output_dir", "meta", "train.device", "train.log_every"
 TEST_KEYS = ("data.", "eval.", "train.device")
 """The overrides a ``cvd test`` step takes (the model's own sections come from its run)."""
 RESULTS = "results.json"
-RELEASE = Path("release") / "model.safetensors"
+RELEASE = Path("release") / "model.safetensors"  # cvd.models.release (not imported: it loads timm)
 
 DONE, INTERRUPTED, PENDING, RUNNING = "done", "interrupted", "pending", "running"
 WAITING_DATA, WAITING, CONFLICT, FAILED = "waiting on data", "waiting", "conflict", "failed"
