@@ -128,7 +128,7 @@ def evaluate_on(model: torch.nn.Module, trained: Mapping[str, Any], world: World
     from cvd.engine.data import dataset_from_config
     from cvd.engine.distributed import DistContext
     from cvd.engine.evaluate import evaluate_model
-    from cvd.engine.testing import resolve_test_config
+    from cvd.engine.trained_eval import resolve_test_config
 
     overrides = [f"data.root={root}", f"data.dataset={world.dataset}", f"data.options={world.data_options}"]
     config = resolve_test_config(dict(trained), None, overrides)
@@ -148,7 +148,7 @@ def _append(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
 
 def train_and_test(args: Any, variants: Mapping[str, list[str]], settings: Mapping[str, list[World]]) -> Path:
     """Generate the worlds, train every (variant, seed), test each model on every world."""
-    from cvd.engine.testing import load_trained
+    from cvd.engine.trained_eval import load_trained
     from cvd.engine.trainer import fit
 
     data = args.data or args.out / "worlds"
@@ -195,7 +195,7 @@ def validate(args: Any, variants: Mapping[str, list[str]]) -> Path:
     scored on those held-out buildings (setting "validation", one "world" per fold), then on
     ``--val-worlds`` validation worlds (setting "validation worlds"): more buildings from the
     training distribution, so the choice is not made on 20 buildings' noise."""
-    from cvd.engine.testing import load_trained
+    from cvd.engine.trained_eval import load_trained
     from cvd.engine.trainer import fit
 
     data = args.data or args.out / "worlds"

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from cvd.geo.index import IndexParams, apply_search_params, build_faiss_index, search_index
+from cvd.geo.gallery_index import IndexParams, apply_search_params, build_faiss_index, search_index
 
 
 def rss_mib() -> float:

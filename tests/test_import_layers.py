@@ -25,7 +25,7 @@ def all_packages() -> tuple[str, ...]:
 
 
 def package_of(module: str) -> str | None:
-    """`cvd.geo.index` -> `geo`; None for modules outside cvd."""
+    """`cvd.geo.gallery_index` -> `geo`; None for modules outside cvd."""
     parts = module.split(".")
     return parts[1] if parts[0] == "cvd" and len(parts) > 1 else None
 
@@ -105,3 +105,14 @@ def test_layered_packages_import_one_way(packages):
     if cycle:
         steps = [f"{a} -> {b} ({', '.join(sorted(edges[a][b]))})" for a, b in pairwise(cycle)]
         pytest.fail("import circle: " + "; ".join(steps))
+
+
+def test_no_two_modules_share_a_file_name():
+    """A name should say what a file is: two `report.py` (or `index.py`) in different packages
+    mean one of them is named after its package's habit, not its job (issue 14)."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for path in SOURCE.rglob("*.py"):
+        if path.name != "__init__.py":
+            by_name[path.name].append(str(path.relative_to(SOURCE)))
+    shared = {name: sorted(paths) for name, paths in by_name.items() if len(paths) > 1}
+    assert not shared, f"modules that share a file name: {shared}"

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cvd.analysis.factors import Factors
-from cvd.analysis.reconstruction import branch_report, other_location
+from cvd.analysis.reconstruction_probe import branch_report, other_location
 from cvd.data import ImageRecord
 from cvd.models.cvd import CVD
 

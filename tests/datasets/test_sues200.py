@@ -145,7 +145,7 @@ def test_asking_for_the_other_layout_gets_a_hint(raw_root, tmp_path, writers):
 def test_gallery_variants_official_ranks_distractors_sample4geo_junks_them(tmp_path, writers):
     from cvd.data import JUNK_LABEL
     from cvd.errors import OptionError
-    from cvd.evaluation.report import summary_line
+    from cvd.evaluation.results import summary_line
 
     root = tmp_path / "SUES-200"
     writers["sues200"].write_sues200_split(

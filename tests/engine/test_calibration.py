@@ -10,7 +10,7 @@ from tests.analysis.conftest import train_tiny
 
 from cvd.data import PairRecord
 from cvd.engine.calibration import calibration_records
-from cvd.engine.testing import load_trained
+from cvd.engine.trained_eval import load_trained
 
 
 def _pairs(n: int) -> list[PairRecord]:

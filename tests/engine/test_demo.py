@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cvd.demo import DemoSize, run_demo
+from cvd.demo_pipeline import DemoSize, run_demo
 
 
 def test_demo_report_holds_both_runs_and_the_cvd_analysis(tmp_path):

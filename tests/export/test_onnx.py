@@ -157,7 +157,7 @@ def test_cli_export_then_localize_with_onnx_matches_pytorch(tiny_run, tmp_path, 
 
 
 def test_index_built_from_a_satellite_onnx_export(tiny_run, tmp_path):
-    from cvd.geo.index import GalleryIndex
+    from cvd.geo.gallery_index import GalleryIndex
 
     report = export_onnx(tiny_run, tmp_path / "sat.onnx", view="satellite")
     tile = tmp_path / "tile.png"

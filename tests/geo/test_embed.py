@@ -10,8 +10,8 @@ from tests.tolerance import assert_close_scaled
 
 from cvd.errors import GalleryIndexError
 from cvd.geo.build import build_index
-from cvd.geo.embed import ShardPlan, embed_shards, merge_shards, shard_path
-from cvd.geo.index import GalleryIndex
+from cvd.geo.gallery_index import GalleryIndex
+from cvd.geo.tile_shards import ShardPlan, embed_shards, merge_shards, shard_path
 
 
 def test_shard_plan_round_robin_covers_every_row_once():

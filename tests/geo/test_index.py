@@ -10,7 +10,7 @@ import pytest
 
 from cvd.errors import GalleryIndexError
 from cvd.geo.gallery import GalleryTile
-from cvd.geo.index import (
+from cvd.geo.gallery_index import (
     AUTO_FLAT_MAX_TILES,
     INDEX_FILE,
     MANIFEST_FILE,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cvd.earth import EARTH_RADIUS_M
 from cvd.errors import DatasetLayoutError
-from cvd.geo.index import GalleryIndex, ModelInfo
+from cvd.geo.gallery_index import GalleryIndex, ModelInfo
 from cvd.geo.localization import (
     QueryResult,
     dis_at_k,

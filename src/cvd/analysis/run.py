@@ -22,7 +22,7 @@ from cvd.analysis.dependence import distance_correlation_test, hsic_test
 from cvd.analysis.factors import Factors, extract_factors
 from cvd.analysis.figures import figure3, figure4
 from cvd.analysis.probes import ridge_probe
-from cvd.analysis.reconstruction import matched_rows, reconstruction_report
+from cvd.analysis.reconstruction_probe import matched_rows, reconstruction_report
 from cvd.atomic import atomic_write_text
 from cvd.data import ImageRecord
 from cvd.errors import ConfigError
@@ -127,7 +127,7 @@ def analyze(
     """Analyse ``model_path`` (run, release or checkpoint) on the test split at ``data_root``;
     returns the ``analysis.json`` path (report and figures beside it)."""
     from cvd.engine.data import dataset_from_config
-    from cvd.engine.testing import load_trained, resolve_test_config
+    from cvd.engine.trained_eval import load_trained, resolve_test_config
 
     model, trained_config, run_dir = load_trained(Path(model_path))
     extra = [f"data.root={data_root}"] if data_root is not None else []

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and say where the report is."""
     from pathlib import Path
 
-    from cvd.demo import run_demo
+    from cvd.demo_pipeline import run_demo
     from cvd.engine.console import setup_console_logging
 
     setup_console_logging()

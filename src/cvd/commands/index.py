@@ -190,7 +190,7 @@ def run_build(args: argparse.Namespace) -> int:
     from cvd.geo.build import build_index, check_index_folder
     from cvd.geo.embedders import load_embedder
     from cvd.geo.gallery import read_tiles_csv
-    from cvd.geo.index import IndexParams, IndexTypeError
+    from cvd.geo.gallery_index import IndexParams, IndexTypeError
 
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -261,7 +261,7 @@ def run_info(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from cvd.geo.index import GalleryIndex
+    from cvd.geo.gallery_index import GalleryIndex
 
     index = GalleryIndex.load(args.index)
     manifest = index.manifest

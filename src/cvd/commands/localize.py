@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from cvd.atomic import atomic_write_text
     from cvd.errors import CheckpointError, ConfigError
     from cvd.geo.embedders import load_embedder
-    from cvd.geo.index import GalleryIndex, IndexParams, read_manifest
+    from cvd.geo.gallery_index import GalleryIndex, IndexParams, read_manifest
     from cvd.geo.localization import check_ground_truth_coverage, localize, read_ground_truth, summarize
 
     if args.top_k < 1:

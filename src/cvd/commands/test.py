@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cvd.engine.console import setup_console_logging
-    from cvd.engine.testing import test_model
+    from cvd.engine.trained_eval import evaluate_trained
 
     setup_console_logging()
-    results, path = test_model(
+    results, path = evaluate_trained(
         Path(args.model),
         data_config_path=Path(args.data_config) if args.data_config else None,
         overrides=args.overrides,

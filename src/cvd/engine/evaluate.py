@@ -69,7 +69,7 @@ def eval_loader(
     return dataset, loader
 
 
-class Embedder:
+class RecordEmbedder:
     """Embeds image records once each (cached by path and branch), sharded over ranks."""
 
     def __init__(
@@ -135,7 +135,7 @@ def evaluate_model(
     """Metrics of every evaluation split of ``data.benchmark``, and of the validation splits a
     training run holds out (``data.val_fraction``), the same list on every rank."""
     splits = eval_splits(data.benchmark, config) + list(getattr(data, "val_splits", []))
-    embedder = Embedder(model, config, model.data_config, dist)
+    embedder = RecordEmbedder(model, config, model.data_config, dist)
     evaluation = config["eval"]
     max_queries = evaluation.get("max_queries")
     results: list[dict[str, Any]] = []
@@ -264,7 +264,7 @@ def mine_neighbours(model: nn.Module, data: Any, dist: DistContext) -> dict[int,
     satellite embeddings are most similar to its query's (Sample4Geo's sim-sampling)."""
     from cvd.data import neighbours_from_embeddings
 
-    embedder = Embedder(model, data.config, model.data_config, dist)
+    embedder = RecordEmbedder(model, data.config, model.data_config, dist)
     pairs = data.dataset.pairs
     first = {}
     for pair in pairs:

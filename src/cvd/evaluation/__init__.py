@@ -5,7 +5,7 @@ chunks) return R@1/5/10, R@1%, University-1652 AP and textbook AP (x100) with th
 gallery variant, TTA setting and sizes that produced them. See ``docs/evaluation.md``.
 """
 
-from cvd.evaluation.embedding import embed_dataset
+from cvd.evaluation.extraction import embed_dataset
 from cvd.evaluation.metrics import DEFAULT_KS, evaluate_embeddings, metrics_from_ranks, retrieval_metrics
 from cvd.evaluation.protocols import (
     JUNK_LABEL,
@@ -15,7 +15,7 @@ from cvd.evaluation.protocols import (
     mark_unqueried_as_junk,
 )
 from cvd.evaluation.ranks import MatchRanks
-from cvd.evaluation.report import aggregate_altitudes, format_altitude_table, summary_line, write_json
+from cvd.evaluation.results import aggregate_altitudes, format_altitude_table, summary_line, write_json
 from cvd.evaluation.similarity import cosine_similarity_chunks
 
 __all__ = [

@@ -34,7 +34,7 @@ from cvd.atomic import atomic_output
 from cvd.errors import CVDError
 from cvd.extras import require_extra
 from cvd.geo.embedders import TorchEmbedder
-from cvd.geo.images import read_rgb
+from cvd.geo.field_images import read_rgb
 from cvd.geo.onnx_embedder import METADATA_PREFIX, OnnxEmbedder
 
 OPSET = 17

@@ -16,10 +16,10 @@ from cvd.geo.coords import Georeference
 from cvd.geo.gallery import GalleryTile, read_tiles_csv, tiles_from_records, write_tiles_csv
 
 _LAZY = {
-    "GalleryIndex": "cvd.geo.index",
-    "IndexParams": "cvd.geo.index",
-    "ModelInfo": "cvd.geo.index",
-    "choose_index_type": "cvd.geo.index",
+    "GalleryIndex": "cvd.geo.gallery_index",
+    "IndexParams": "cvd.geo.gallery_index",
+    "ModelInfo": "cvd.geo.gallery_index",
+    "choose_index_type": "cvd.geo.gallery_index",
     "QueryResult": "cvd.geo.localization",
     "estimate_position": "cvd.geo.localization",
     "localize": "cvd.geo.localization",

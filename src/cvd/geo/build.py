@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cvd.errors import GalleryIndexError
-from cvd.geo.embed import DEFAULT_SHARD_SIZE, embed_shards, merge_shards
 from cvd.geo.embedders import Embedder
 from cvd.geo.gallery import GalleryTile
-from cvd.geo.index import INDEX_FILE, MANIFEST_FILE, TILES_FILE, GalleryIndex, IndexParams, ModelInfo
+from cvd.geo.gallery_index import INDEX_FILE, MANIFEST_FILE, TILES_FILE, GalleryIndex, IndexParams, ModelInfo
+from cvd.geo.tile_shards import DEFAULT_SHARD_SIZE, embed_shards, merge_shards
 
 # What an index folder holds; anything else means --out points at someone else's folder.
 INDEX_FOLDER_ENTRIES = (MANIFEST_FILE, INDEX_FILE, TILES_FILE, "shards", "map_tiles")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cvd.earth import EARTH_RADIUS_M
-from cvd.geo.index import GalleryIndex
+from cvd.geo.gallery_index import GalleryIndex
 from cvd.geo.localization import QueryResult
 
 

@@ -41,9 +41,9 @@ from numpy.typing import NDArray
 from cvd.earth import haversine_m, weighted_mean_latlon
 from cvd.errors import CVDError, DatasetLayoutError
 from cvd.geo.embedders import Embedder
+from cvd.geo.field_images import MIN_SIDE_PX, read_rgb
 from cvd.geo.gallery import open_csv_rows, parse_position, raise_line_errors
-from cvd.geo.images import MIN_SIDE_PX, read_rgb
-from cvd.geo.index import GalleryIndex
+from cvd.geo.gallery_index import GalleryIndex
 
 POOL_SIZE = 10
 TEMPERATURE = 0.05

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cvd.atomic import atomic_write_text
-from cvd.evaluation.report import HEADLINE_METRICS as METRICS
+from cvd.evaluation.results import HEADLINE_METRICS as METRICS
 
 
 def metrics_table(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:

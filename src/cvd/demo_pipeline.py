@@ -155,8 +155,8 @@ def write_demo_report(
     analysis: Path | None = None,
 ) -> Path:
     """Metrics table, loss curves, one retrieval grid per run, the CVD analysis, summary."""
+    from cvd.viz.comparison import write_report
     from cvd.viz.curves import plot_loss_curves
-    from cvd.viz.report import write_report
 
     figures = {"Loss curves": plot_loss_curves(run_dirs, out / "loss_curves.png")}
     # (the untrained reference has a metrics row but no run folder)
@@ -214,8 +214,8 @@ def retrieval_figure(run_dir: Path, data_root: Path, out: Path, title: str, quer
     """Top-5 satellites of a few drone queries of the test split, from the run's released model."""
     from cvd.data import University1652
     from cvd.engine.distributed import DistContext
-    from cvd.engine.evaluate import Embedder
-    from cvd.engine.testing import load_trained, resolve_test_config
+    from cvd.engine.evaluate import RecordEmbedder
+    from cvd.engine.trained_eval import load_trained, resolve_test_config
     from cvd.viz.retrieval import retrieval_grid
 
     model, config, _ = load_trained(run_dir)
@@ -229,7 +229,7 @@ def retrieval_figure(run_dir: Path, data_root: Path, out: Path, title: str, quer
     step = max(1, len(split.queries) // queries)
     chosen = split.queries[::step][:queries]
     gallery = [record for record in split.gallery if record.label != -1]
-    embed = Embedder(model, config, model.data_config, DistContext())
+    embed = RecordEmbedder(model, config, model.data_config, DistContext())
     scores = embed(chosen, "grid queries") @ embed(gallery, "grid gallery").T
     top = scores.topk(min(5, len(gallery)), dim=1)  # a toy world may rank fewer than 5
     return retrieval_grid(

@@ -78,7 +78,7 @@ def resolve_test_config(
     return config
 
 
-def test_model(
+def evaluate_trained(
     path: Path,
     data_config_path: Path | None = None,
     overrides: list[str] | None = None,

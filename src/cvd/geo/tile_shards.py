@@ -31,8 +31,8 @@ from numpy.typing import NDArray
 from cvd.atomic import atomic_output
 from cvd.errors import CVDError, GalleryIndexError
 from cvd.geo.embedders import Embedder
+from cvd.geo.field_images import read_rgb
 from cvd.geo.gallery import GalleryTile
-from cvd.geo.images import read_rgb
 
 SHARD_DIR = "shards"
 DEFAULT_SHARD_SIZE = 4096
