@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cvd.errors import ConfigError
@@ -330,23 +330,50 @@ def check_keys(
         )
 
 
+_ANNOTATION_KINDS = {"int": "int", "float": "float", "bool": "bool", "str": "str"}
+
+
+def _kind_of(annotation: Any) -> tuple[str, bool]:
+    """(kind, nullable) of a parameter annotation such as ``"int"`` or ``"float | None"``; any other
+    annotation is ``"any"`` (checked by the code that reads it)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    parts = [part.strip() for part in str(text).split("|")]
+    nullable = "None" in parts
+    kinds = [part for part in parts if part != "None"]
+    if len(kinds) == 1 and kinds[0] in _ANNOTATION_KINDS:
+        return _ANNOTATION_KINDS[kinds[0]], nullable
+    return "any", True
+
+
 def signature_options(
-    function: Callable[..., Any], skip: int = 0, exclude: Sequence[str] = ()
+    function: Callable[..., Any],
+    skip: int = 0,
+    exclude: Sequence[str] = (),
+    declarations: Mapping[str, Option] | None = None,
 ) -> dict[str, Option] | None:
-    """The keyword options of ``function`` (its signature declares them), or ``None`` when it takes
-    ``**kwargs`` (anything goes). ``skip`` drops leading positional parameters."""
+    """The keyword options of ``function``: its signature declares the names, defaults and (from
+    the annotations) kinds; ``declarations`` add the ranges, choices and help its owner states
+    beside its code. ``None`` when it takes ``**kwargs`` (anything goes). ``skip`` drops leading
+    positional parameters."""
     try:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):
         return None
     if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters):
         return None
+    declarations = declarations or {}
     options: dict[str, Option] = {}
     for parameter in parameters[skip:]:
         if parameter.name in ("self", *exclude) or parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             continue
         default = MISSING if parameter.default is inspect.Parameter.empty else parameter.default
-        options[parameter.name] = Option(default=default, help=f"argument of {function.__qualname__}")
+        kind, nullable = _kind_of(parameter.annotation)
+        declared = declarations.get(parameter.name)
+        if declared is None:
+            declared = Option(kind, f"argument of {function.__qualname__}", nullable=nullable)
+        elif declared.kind == "any" and kind != "any":
+            declared = replace(declared, kind=kind, nullable=nullable and declared.nullable)
+        options[parameter.name] = replace(declared, default=default)  # the signature's default
     return options
 
 
@@ -356,7 +383,7 @@ def open_sections(config: Mapping[str, Any]) -> list[OpenSection]:
     from cvd.baselines import RECIPES
     from cvd.data import DATASETS
     from cvd.data.samplers import SAMPLERS
-    from cvd.models.heads import HEADS
+    from cvd.models.heads import HEAD_OPTIONS, HEADS
 
     data = config.get("data") or {}
     model = config.get("model") or {}
@@ -364,13 +391,24 @@ def open_sections(config: Mapping[str, Any]) -> list[OpenSection]:
     recipe = RECIPES.get(model.get("baseline"))
     if recipe is not None and recipe.loss_schema is not None:
         sections.append(OpenSection("loss", recipe.loss_schema, f"recipe {recipe.name!r}"))
+    if recipe is not None:
+        sections.append(
+            OpenSection(
+                "data.augment", recipe.augment_schema, f"the training transform of recipe {recipe.name!r}"
+            )
+        )
     dataset = DATASETS.get(data.get("dataset"))
     if dataset is not None:
-        declared = signature_options(dataset.__init__, exclude=("root", "strict"))
+        declared = signature_options(
+            dataset.__init__,
+            exclude=("root", "strict"),
+            declarations=getattr(dataset, "option_declarations", None),
+        )
         if declared is not None:
             sections.append(OpenSection("data.options", declared, f"dataset {data.get('dataset')!r}"))
         splits = getattr(dataset, "eval_splits", None)
-        declared = signature_options(splits) if splits is not None else None
+        declarations = getattr(dataset, "eval_option_declarations", None)
+        declared = signature_options(splits, declarations=declarations) if splits is not None else None
         if declared is not None:
             sections.append(
                 OpenSection("eval.options", declared, f"the eval splits of dataset {data.get('dataset')!r}")
@@ -391,12 +429,21 @@ def open_sections(config: Mapping[str, Any]) -> list[OpenSection]:
                 "rank",
                 "drop_last",
             ),
+            declarations=getattr(SAMPLERS[sampler], "option_declarations", None),
         )
         if declared is not None:
             sections.append(OpenSection("data.sampler_options", declared, f"sampler {sampler!r}"))
+    backbone = (model.get("backbone") or {}).get("name")
+    if isinstance(backbone, str):
+        from cvd.models.backbones import timm_kwargs_schema
+
+        declared = timm_kwargs_schema(backbone)
+        if declared is not None:
+            sections.append(OpenSection("model.backbone.kwargs", declared, f"timm model {backbone!r}"))
     head = (model.get("head") or {}).get("name")
     if head in HEADS:
-        declared = signature_options(HEADS[head], skip=1)
+        declarations = {**HEAD_OPTIONS, **getattr(HEADS[head], "option_declarations", {})}
+        declared = signature_options(HEADS[head], skip=1, declarations=declarations)
         if declared is not None:
             sections.append(OpenSection("model.head.kwargs", declared, f"head {head!r}"))
     return sections

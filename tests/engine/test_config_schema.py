@@ -89,7 +89,9 @@ def test_every_section_of_every_shipped_config_rejects_a_typo_and_an_out_of_rang
     assert {
         "loss",
         "data.options",
+        "data.augment",
         "eval.options",
+        "model.backbone.kwargs",
         "model.head.kwargs",
         "data.sampler_options",
     } <= seen_sections
@@ -135,11 +137,51 @@ def test_runtime_values_are_refused_at_validation(capsys, override, message):
             "eval.options.gallery_variant",
         ),
         ("sues200/sample4geo_150.yaml", "data.options.altitud=200", "data.options.altitude"),
+        ("university1652/sample4geo.yaml", "data.augment.flip_prop=0.5", "data.augment.flip_prob"),
+        ("cvusa/geodtr.yaml", "data.augment.layout_simulaton=weak", "data.augment.layout_simulation"),
+        ("university1652/mccg.yaml", "data.augment.query_erasing=0.5", "data.augment.query_erasing_prob"),
+        (
+            "university1652/sample4geo.yaml",
+            "model.backbone.kwargs.drop_path_rat=0.1",
+            "model.backbone.kwargs.drop_path_rate",
+        ),
     ],
 )
 def test_loss_and_options_typos_are_caught_with_the_likely_key(capsys, config, override, suggestion):
     err = cli_error(capsys, "--config", str(REPO / "configs" / config), override)
     assert f"did you mean '{suggestion}'" in err
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "message"),
+    [
+        # declared beside the code that reads them: the recipe's transform, timm, heads, datasets
+        ("university1652/sample4geo.yaml", "data.augment.flip_prob=1.5", "must be a number in [0, 1]"),
+        ("university1652/lpn.yaml", "data.augment.pad=2.5", "must be an integer >= 0"),
+        ("university1652/mccg.yaml", "data.augment.query_erasing_prob=2", "must be a number in [0, 1]"),
+        ("cvusa/geodtr.yaml", "data.augment.layout_simulation=strog", "(did you mean 'strong'?)"),
+        ("university1652/sample4geo.yaml", "data.augment.interpolation=bicubik", "(did you mean 'bicubic'?)"),
+        (
+            "university1652/sample4geo.yaml",
+            "model.backbone.kwargs.drop_path_rate=1",
+            "must be a number in [0, 1)",
+        ),
+        ("cvusa/geodtr.yaml", "model.backbone.kwargs.output_stride=12", "choose one of: 8, 16, 32"),
+        ("university1652/lpn.yaml", "model.head.kwargs.dropout=abc", "must be a number in [0, 1)"),
+        ("university1652/lpn.yaml", "model.head.kwargs.blocks=0", "must be an integer >= 1"),
+        ("university1652/lpn.yaml", "model.head.kwargs.pool=mean", "choose one of: avg, max"),
+        ("university1652/sample4geo.yaml", "model.head.kwargs.norm=3", "must be true or false"),
+        ("university1652/sample4geo.yaml", "data.options.query_view=stret", "(did you mean 'street'?)"),
+        ("cvact/sample4geo.yaml", "data.options.split=tset", "(did you mean 'test'?)"),
+        ("sues200/sample4geo_150.yaml", "eval.options.gallery_variant=offical", "(did you mean 'official'?)"),
+        ("university1652/sample4geo.yaml", "model.backbone.name=convnext_bsae", "is not a timm model"),
+    ],
+)
+def test_values_of_the_open_mappings_are_checked_against_their_declarations(
+    capsys, config, override, message
+):
+    err = cli_error(capsys, "--config", str(REPO / "configs" / config), override)
+    assert message in err, err
 
 
 def test_the_error_names_the_base_file_that_set_the_value(tmp_path, capsys):

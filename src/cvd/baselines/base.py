@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from cvd.data.transforms import AUGMENT_SCHEMA
 from cvd.errors import ConfigError
 from cvd.schema import Option
 
@@ -38,12 +39,15 @@ class Recipe:
     ``loss_schema`` declares the ``loss:`` options (type, range, default, help): the config is
     checked against it before anything runs, and ``loss_options`` holds the given values over
     the declared defaults, so each default is written once, in the declaration.
+    ``augment_schema`` declares the ``data.augment`` keys its ``train_transform`` reads (the
+    shared paired transform's unless the recipe brings its own augmentations).
     """
 
     name: ClassVar[str] = ""
     contrastive: ClassVar[bool] = False
     default_sampler: ClassVar[str] = "location_shuffle"
     loss_schema: ClassVar[Mapping[str, Option] | None] = None  # None: not declared (anything goes)
+    augment_schema: ClassVar[Mapping[str, Option]] = AUGMENT_SCHEMA  # what train_transform reads
     model_keys: ClassVar[frozenset[str]] = frozenset()  # model.head.kwargs the recipe consumes
 
     def __init__(self, config: Mapping[str, Any]) -> None:

@@ -91,6 +91,10 @@ class FSRAHead(Head):
     training mode ``logits`` (one (B, num_classes) tensor per classifier, same order).
     """
 
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "regions": Option("int", "number of heat-map regions", low=1),
+    }
+
     def __init__(
         self,
         in_channels: int,

@@ -108,6 +108,16 @@ class GeoDTRHead(Head):
     because the GLE's linear maps act across positions.
     """
 
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "grid": Option(
+            "list", "[rows, columns] of the feature map the descriptors are sized to", low=1, length=2
+        ),
+        "n_des": Option("int", "number of geometric layout descriptors", low=1),
+        "heads": Option("int", "attention heads of the layout extractor", low=1),
+        "layers": Option("int", "transformer layers of the layout extractor", low=1),
+        "ffn_dim": Option("int", "feed-forward width of the layout extractor", low=1),
+    }
+
     def __init__(
         self,
         in_channels: int,
@@ -183,7 +193,18 @@ class GeoDTRLoss(SoftMarginTriplet):
 
 LAYOUT_SIMULATION = ("strong", "weak", "none")
 SEMANTIC_AUGMENTATION = ("strong", "weak", "none")
-GEODTR_AUGMENT = {"polar": False, "layout_simulation": "strong", "semantic_augmentation": "strong"}
+GEODTR_AUGMENT_SCHEMA: dict[str, Option] = {
+    "polar": Option("bool", "polar-transform satellites (SAFA)", default=False, nullable=False),
+    "layout_simulation": Option(
+        "str", "paired flip (weak) and 90-degree turn (strong)", default="strong", choices=LAYOUT_SIMULATION,
+        nullable=False,
+    ),
+    "semantic_augmentation": Option(
+        "str", "photometric augmentation of each view", default="strong", choices=SEMANTIC_AUGMENTATION,
+        nullable=False,
+    ),
+}  # fmt: skip
+GEODTR_AUGMENT = {key: option.default for key, option in GEODTR_AUGMENT_SCHEMA.items()}
 """Keys of ``data.augment`` for GeoDTR and their defaults. ``polar`` defaults to false like the
 evaluation transform's (which reads the same key); GeoDTR's configs set it to true."""
 
@@ -301,6 +322,7 @@ class GeoDTR(Recipe):
     name = "geodtr"
     contrastive = True
     default_sampler = "location_shuffle"
+    augment_schema: ClassVar[Mapping[str, Option]] = GEODTR_AUGMENT_SCHEMA
     loss_schema: ClassVar[Mapping[str, Option] | None] = {
         "alpha": Option(
             "float", "soft-margin triplet's alpha", default=10.0, low=0, low_open=True, nullable=False

@@ -23,7 +23,7 @@ paper's L_loc (see ``cvd.engine.objective``).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -42,6 +42,7 @@ from cvd.baselines.parts import PartClassifiers, PartHead, PartRecipe
 from cvd.errors import ConfigError
 from cvd.models.cvd import BranchContent
 from cvd.models.heads import register_head
+from cvd.schema import Option
 
 LOGGER = logging.getLogger("cvd")
 
@@ -51,6 +52,12 @@ PARTITIONS = ("rings", "rows")
 @register_head("lpn")
 class LPNHead(PartHead):
     """Square rings (or, per branch, horizontal bands), pooled, one classifier block each."""
+
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "pool": Option("str", "pooling of each part", choices=("avg", "max")),
+        "query_partition": Option("str", "parts of the query branch", choices=PARTITIONS),
+        "satellite_partition": Option("str", "parts of the satellite branch", choices=PARTITIONS),
+    }
 
     def __init__(
         self,

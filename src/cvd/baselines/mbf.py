@@ -183,6 +183,12 @@ def bilinear_pool(first: torch.Tensor, second: torch.Tensor, project: nn.Module)
 class MBFHead(PartHead):
     """Global, hierarchical-bilinear and LPN-ring branches, a classifier block each."""
 
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "proj_channels": Option("int", "projection width of the bilinear branch", low=1),
+        "hbp_channels": Option("int", "width of the hierarchical bilinear pooling", low=1),
+        "num_heads": Option("int", "attention heads of the fusion block", low=1),
+    }
+
     def __init__(
         self,
         in_channels: int,

@@ -31,7 +31,7 @@ both views and random erasing (p 0.5) to drone images. The recipe adds those fro
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -39,8 +39,10 @@ from torch import nn
 from cvd.baselines.base import register_recipe
 from cvd.baselines.blocks import concatenate_normalised, copy_pretrained_head_norm, require_num_classes
 from cvd.baselines.fsra import ClassificationRecipe, location_class_block
+from cvd.data.transforms import AUGMENT_SCHEMA
 from cvd.errors import ConfigError
 from cvd.models.heads import Head, register_head
+from cvd.schema import Option
 
 # Rotations of a (B, C, H, W) map that bring the axis to pool across into dimension 1. Each is
 # its own inverse, so the same permutation rotates back.
@@ -112,7 +114,18 @@ class MCCGHead(Head):
         return result
 
 
-MCCG_AUGMENT_OPTIONS = {"query_autoaugment": False, "view_color_jitter": 0.0, "query_erasing_prob": 0.0}
+MCCG_AUGMENT_SCHEMA: dict[str, Option] = {
+    "query_autoaugment": Option(
+        "bool", "AutoAugment (ImageNet policy) on drone images", default=False, nullable=False
+    ),
+    "view_color_jitter": Option(
+        "float", "ColorJitter strength on both views (hue 0)", default=0.0, low=0, nullable=False
+    ),
+    "query_erasing_prob": Option(
+        "float", "random erasing on the drone tensor", default=0.0, low=0, high=1, nullable=False
+    ),
+}
+MCCG_AUGMENT_OPTIONS = {key: option.default for key, option in MCCG_AUGMENT_SCHEMA.items()}
 """MCCG's ``data.augment`` keys beyond the shared ones (cvd.data.transforms.AUGMENT_OPTIONS):
 AutoAugment (ImageNet policy) on drone images first; ColorJitter(s, s, s, hue 0) on both views
 next; random erasing with this probability on the normalised drone tensor last, as its script
@@ -154,6 +167,7 @@ def mccg_pair_transform(config: Mapping[str, Any], data_config: Mapping[str, Any
 @register_recipe
 class MCCG(ClassificationRecipe):
     name = "mccg"
+    augment_schema: ClassVar[Mapping[str, Option]] = {**AUGMENT_SCHEMA, **MCCG_AUGMENT_SCHEMA}
 
     def train_transform(self, config: Mapping[str, Any], data_config: Mapping[str, Any]) -> Callable:
         return mccg_pair_transform(config, data_config)

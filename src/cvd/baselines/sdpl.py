@@ -27,7 +27,7 @@ classification loss is kept and an InfoNCE on the content embeddings is added as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from cvd.baselines.partition import dense_parts, masked_gem, resize_for_rings
 from cvd.baselines.parts import PartClassifiers, PartHead, PartRecipe
 from cvd.errors import ConfigError
 from cvd.models.heads import register_head
+from cvd.schema import Option
 
 
 class ShiftWeights(nn.Sequential):
@@ -67,6 +68,12 @@ def dense_part_count(blocks: int) -> int:
 @register_head("sdpl")
 class SDPLHead(PartHead):
     """Dense ring parts around shifted centres, GeM-pooled, fused by predicted weights."""
+
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "shifts": Option("list", "offsets of the shifted partitions"),
+        "gem_p": Option("float", "GeM exponent of the parts", low=0, low_open=True),
+        "fusion_hidden": Option("int", "hidden width of the part fusion", low=1),
+    }
 
     def __init__(
         self,

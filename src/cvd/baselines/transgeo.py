@@ -50,6 +50,12 @@ class TransGeoHead(Head):
     Output: ``embedding`` (B, dim) and ``attention`` (B, h, w), the attention that ranked them.
     """
 
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "crop_keep": Option(
+            "float", "share of satellite positions kept (stage 2: 0.64)", low=0, high=1, low_open=True
+        ),
+    }
+
     def __init__(self, in_channels: int, dim: int = 1000, crop_keep: float = 1.0) -> None:
         super().__init__()
         if not 0.0 < float(crop_keep) <= 1.0:

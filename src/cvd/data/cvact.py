@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit
 from cvd.data.registry import register_dataset
 from cvd.errors import OptionError
+from cvd.schema import Option
 
 CVACT_UTM_CRS = "EPSG:32755"
 """CVACT's `utm` coordinates: WGS 84 / UTM zone 55 south (Canberra lies at about 149.1 E, 35.3 S)."""
@@ -47,6 +48,14 @@ class CVACT:
 
     name = "cvact"
     protocol = "cvact"
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "split": Option("str", "evaluation set: CVACT_val or CVACT_test", choices=("val", "test")),
+        "utm_columns": Option(
+            "str",
+            "column order of the UTM coordinates",
+            choices=("auto", "easting_northing", "northing_easting"),
+        ),
+    }
 
     def __init__(
         self, root: str | os.PathLike, split: str = "val", strict: bool = False, utm_columns: str = "auto"

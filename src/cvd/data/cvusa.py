@@ -7,11 +7,13 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import ClassVar
 
 from cvd.data.layout import LayoutCheck, missing_files, report_missing_images
 from cvd.data.records import ImageRecord, PairRecord, RetrievalSplit
 from cvd.data.registry import register_dataset
 from cvd.earth import latlon_problem
+from cvd.schema import Option
 
 logger = logging.getLogger("cvd.data")
 
@@ -41,6 +43,9 @@ class CVUSA:
 
     name = "cvusa"
     protocol = "cvusa"
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "polar": Option("bool", "read the polar-transformed satellites (SAFA's files)"),
+    }
 
     def __init__(self, root: str | os.PathLike, polar: bool = False, strict: bool = False) -> None:
         self.root = Path(root).expanduser()

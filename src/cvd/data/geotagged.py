@@ -6,6 +6,7 @@ import csv as csv_module
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from cvd.data.records import VIEWS, ImageRecord, PairRecord, RetrievalSplit, con
 from cvd.data.registry import register_dataset
 from cvd.earth import latlon_problem
 from cvd.errors import ConfigError
+from cvd.schema import Option
 
 EXPECTED_TREE = """\
 <root>/                       <- the folder the CSV's paths are relative to
@@ -39,6 +41,11 @@ class GeoTaggedFolder:
     """
 
     name = "geotagged"
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "max_distance_m": Option(
+            "float", "queries farther than this from every satellite have no match", low=0, low_open=True
+        ),
+    }
 
     def __init__(
         self,

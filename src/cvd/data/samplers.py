@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from torch.utils.data import Sampler
 
 from cvd.data.records import PairRecord
 from cvd.earth import EARTH_RADIUS_M, unit_vectors
+from cvd.schema import Option
 
 
 def _resolve_replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -209,6 +210,12 @@ class UniqueLocationSampler(_GlobalBatchSampler):
     """
 
 
+NEIGHBOUR_OPTIONS: dict[str, Option] = {
+    "neighbour_select": Option("int", "neighbour locations drawn per anchor (half nearest)", low=0),
+    "neighbour_range": Option("int", "length of each anchor's neighbour list", low=1),
+}
+
+
 class NeighbourSampler(_GlobalBatchSampler):
     """Global batches grown from anchors and their neighbour locations (Sample4Geo's scheme).
 
@@ -219,6 +226,8 @@ class NeighbourSampler(_GlobalBatchSampler):
     `neighbours`: mapping label -> neighbour labels, or an (n_locations, K) integer array
     (row = label, -1 = padding).
     """
+
+    option_declarations: ClassVar[dict[str, Option]] = NEIGHBOUR_OPTIONS
 
     def __init__(
         self,
@@ -371,6 +380,12 @@ class MutuallyExclusiveSampler(_GlobalBatchSampler):
     of a location in the batch, for data where neighbouring satellite tiles overlap.
     Locations are kept distinct in any case (the distributed contract).
     """
+
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "exclusion_radius_m": Option(
+            "float", "also lock every location within this distance of one in the batch", low=0
+        ),
+    }
 
     def __init__(
         self,

@@ -6,12 +6,14 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from cvd.data.layout import LayoutCheck
 from cvd.data.records import JUNK_LABEL, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
 from cvd.data.registry import register_dataset
 from cvd.data.university1652 import GALLERY_VARIANTS
 from cvd.errors import OptionError
+from cvd.schema import Option
 
 logger = logging.getLogger("cvd.data")
 
@@ -59,6 +61,15 @@ class SUES200:
 
     name = "sues200"
     protocol = "sues200"
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "layout": Option("str", "raw release or train/test split folders", choices=("auto", "raw", "split")),
+        "train_fraction": Option(
+            "float", "raw layout: share of locations for training", low=0, high=1, low_open=True
+        ),
+    }
+    eval_option_declarations: ClassVar[dict[str, Option]] = {
+        "gallery_variant": Option("str", "which satellites form the gallery", choices=GALLERY_VARIANTS),
+    }
 
     def __init__(
         self,

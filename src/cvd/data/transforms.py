@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from cvd.errors import ConfigError
+from cvd.schema import Option
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
@@ -209,19 +210,48 @@ class PolarTransform:
 
 # -- config-driven builders (what the baseline recipes call) --------------------------------
 
-AUGMENT_OPTIONS = {
-    "flip_prob": 0.0,
-    "rotate_prob": 0.0,
-    "roll_query": True,
-    "satellite_rotate90": False,
-    "color_jitter": 0.0,
-    "polar": False,
-    "pad": 0,
-    "satellite_affine_degrees": 0.0,
-    "view_flip_prob": 0.0,
-    "interpolation": None,
-}
-"""Keys of the config's `data.augment` mapping and their defaults (see docs/datasets.md).
+AUGMENT_SCHEMA: dict[str, Option] = {
+    "flip_prob": Option(
+        "float", "horizontal flip of both views together (Sample4Geo)", default=0.0, low=0, high=1,
+        nullable=False,
+    ),
+    "rotate_prob": Option(
+        "float", "satellite turn by k*90 degrees (k in 1..3) with the panorama rolled to match",
+        default=0.0, low=0, high=1, nullable=False,
+    ),
+    "roll_query": Option(
+        "bool", "roll the panorama query with a satellite turn", default=True, nullable=False
+    ),
+    "satellite_rotate90": Option(
+        "bool", "turn the satellite alone by a random k*90 degrees (University-1652)", default=False,
+        nullable=False,
+    ),
+    "color_jitter": Option(
+        "float", "brightness/contrast/saturation/hue jitter strength, p=0.5 per view", default=0.0,
+        low=0, nullable=False,
+    ),
+    "polar": Option(
+        "bool", "polar-transform satellites to the panorama's geometry (SAFA)", default=False,
+        nullable=False,
+    ),
+    "pad": Option(
+        "int", "edge padding in pixels before a random crop back", default=0, low=0, nullable=False
+    ),
+    "satellite_affine_degrees": Option(
+        "float", "random affine rotation of satellites up to this many degrees", default=0.0, low=0,
+        high=180, nullable=False,
+    ),
+    "view_flip_prob": Option(
+        "float", "horizontal flip of each view drawn independently", default=0.0, low=0, high=1,
+        nullable=False,
+    ),
+    "interpolation": Option(
+        "str", "resize interpolation for training and evaluation (null = the backbone's)",
+        default=None, choices=INTERPOLATIONS,
+    ),
+}  # fmt: skip
+"""The config's `data.augment` keys of the shared paired transform (see docs/datasets.md): their
+kind, range and default, checked by `cvd.config.validate` before anything runs.
 
 The last four reproduce the University-1652 baseline's per-view pipeline that LPN, SDPL, MCCG,
 FSRA and MBF inherit: resize, edge padding by `pad` pixels and a random crop back to the size,
@@ -232,6 +262,9 @@ Sample4Geo). `interpolation` (nearest | bilinear | bicubic) overrides the backbo
 interpolation for training and evaluation (their scripts resize bicubic). The defaults leave
 every earlier recipe unchanged.
 """
+
+AUGMENT_OPTIONS = {key: option.default for key, option in AUGMENT_SCHEMA.items()}
+"""The defaults of `data.augment` (for code that builds a transform without a validated config)."""
 
 
 def _view_size(config: Mapping[str, Any], data_config: Mapping[str, Any], view: str) -> tuple[int, int]:

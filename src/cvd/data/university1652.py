@@ -6,11 +6,13 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from cvd.data.layout import LayoutCheck
 from cvd.data.records import JUNK_LABEL, ImageRecord, PairRecord, RetrievalSplit, contiguous_labels
 from cvd.data.registry import register_dataset
 from cvd.errors import OptionError
+from cvd.schema import Option
 
 logger = logging.getLogger("cvd.data")
 
@@ -44,6 +46,9 @@ class University1652:
 
     name = "university1652"
     protocol = "university1652"
+    option_declarations: ClassVar[dict[str, Option]] = {
+        "query_view": Option("str", "the query view", choices=("drone", "street")),
+    }
 
     def __init__(self, root: str | os.PathLike, query_view: str = "drone", strict: bool = False) -> None:
         if query_view not in ("drone", "street"):

@@ -8,6 +8,8 @@ full of R@1 ~10% reports caused by exactly that), so every failure raises `Weigh
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +21,7 @@ from torch import nn
 
 from cvd.errors import ConfigError, WeightsError
 from cvd.models.offline_weights import efficientnet_lite_state_dict, has_offline_weights
+from cvd.schema import Option
 
 # Modules of timm models that only serve the pooled classification path. They hold parameters
 # that our feature-map forward never uses, which would break DDP (unused parameters), so they are
@@ -52,6 +55,53 @@ def _create(name: str, timm_kwargs: Mapping[str, Any], **extra: Any) -> nn.Modul
                 f"model.backbone.name: '{name}' is not a timm model (see timm.list_models())"
             ) from error
         raise
+
+
+TIMM_KWARG_RANGES: dict[str, Option] = {
+    "drop_rate": Option("float", "dropout rate of the model", low=0, high=1, high_open=True),
+    "drop_path_rate": Option("float", "stochastic depth rate", low=0, high=1, high_open=True),
+    "output_stride": Option("int", "feature map stride (dilated last stages)", choices=(8, 16, 32)),
+    "img_size": Option("size", "ViT input size (position embeddings resampled to it)", low=1),
+    "dynamic_img_size": Option("bool", "ViT: any input size (position embeddings interpolated)"),
+    "dynamic_img_pad": Option("bool", "ViT: pad inputs to a multiple of the patch size"),
+}
+"""Ranges of the common timm keyword arguments; every other one the model's class takes is
+accepted with the type it is given."""
+
+_SET_BY_THE_TOOLKIT = (
+    "num_classes",
+    "pretrained",
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "checkpoint_path",
+)
+
+
+@functools.lru_cache(maxsize=32)
+def timm_kwargs_schema(name: str) -> Mapping[str, Option] | None:
+    """What ``model.backbone.kwargs`` may hold for timm model ``name``: the keyword arguments of
+    the class timm builds (read by building it on the meta device: no memory, no download) and
+    of ``timm.create_model``, so a typo fails at config validation, not after the data loaded.
+    ``None`` when the class takes ``**kwargs`` or cannot be built on the meta device (checked
+    when the model is built instead). Unknown names raise :class:`ConfigError`."""
+    try:
+        with torch.device("meta"):
+            model = _create(name, {}, pretrained=False, num_classes=0)
+    except ConfigError:
+        raise
+    except Exception:
+        return None
+    parameters = {}
+    for function in (type(model).__init__, timm.create_model):
+        for parameter in inspect.signature(function).parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD and function is not timm.create_model:
+                return None
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD or parameter.name in ("self", "model_name"):
+                continue
+            parameters[parameter.name] = TIMM_KWARG_RANGES.get(
+                parameter.name, Option(help=f"argument of {type(model).__name__} (timm)")
+            )
+    return {key: option for key, option in parameters.items() if key not in _SET_BY_THE_TOOLKIT}
 
 
 def read_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

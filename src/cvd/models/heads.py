@@ -15,8 +15,23 @@ import torch
 from torch import nn
 
 from cvd.errors import ConfigError
+from cvd.schema import Option
 
 HEADS: dict[str, Callable[..., nn.Module]] = {}
+
+HEAD_OPTIONS: dict[str, Option] = {
+    "dim": Option("int", "embedding width (null = the backbone's channels)", low=1),
+    "norm": Option("bool", "L2-normalise the embedding inside the head"),
+    "num_classes": Option("int", "classifier classes (set by the engine from the training set)", low=1),
+    "dropout": Option("float", "dropout before the classifier", low=0, high=1, high_open=True),
+    "bottleneck": Option("int", "width of the classifier's bottleneck", low=1),
+    "blocks": Option("int", "number of parts (rings, regions or blocks)", low=1),
+    "p": Option("float", "GeM exponent", low=0, low_open=True),
+    "learn_p": Option("bool", "learn the GeM exponent"),
+    "eps": Option("float", "GeM clamp floor", low=0, low_open=True),
+}
+"""Ranges and help of the keyword arguments heads share (``model.head.kwargs``); a head adds its
+own as ``option_declarations`` on its factory. Names and defaults come from its signature."""
 
 
 def register_head(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
