@@ -81,3 +81,36 @@ def test_rotation_init_starts_the_split_as_a_rotation_of_the_feature_map():
 def test_unknown_split_init_is_refused():
     with pytest.raises(ValueError, match="init"):
         CVD(16, init="xavier")
+
+
+def test_the_modules_keyword_defaults_are_the_paper_variant(monkeypatch):
+    """`CVD(d)` used directly must be the module `cvd.variant=paper` builds: its keyword defaults
+    are not a third place where the CVD defaults live, but the paper variant's values, and this
+    keeps them from drifting (issue 14)."""
+    import inspect
+
+    from cvd.models import model as model_module
+
+    built: dict = {}
+
+    class Recorder:
+        def __init__(self, in_channels, **kwargs):
+            built.update(kwargs)
+
+    monkeypatch.setattr(model_module, "CVD", Recorder)
+    paper = model_module.resolve_cvd_config({"enabled": True, "variant": "paper"})
+    model_module.build_cvd(16, paper, share_weights=True)
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(CVD.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    unused_by_the_conv_split = {"viewpoint_channels"}  # cvd_variants.yaml: not used by `split: conv`
+    assert paper["split"] == "conv"
+    assert set(built) <= set(defaults)
+    differing = {
+        name: (defaults[name], value)
+        for name, value in built.items()
+        if name not in unused_by_the_conv_split and defaults[name] != value
+    }
+    assert differing == {}, "CVD's keyword defaults differ from cvd.variant=paper (default, paper)"

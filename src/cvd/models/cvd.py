@@ -337,6 +337,9 @@ class CVD(nn.Module):
     not share weights); the decoders are always one per branch (D^q, D^s).
     `viewpoint=False` / `decoders=False` leave out modules the enabled losses would not train
     (an unused parameter breaks DDP), e.g. for the "w/o constraints" ablation.
+    The keyword defaults are the paper variant's values (``cvd.variant=paper`` in
+    cvd_variants.yaml, which is where the toolkit reads them from; a test keeps the two equal):
+    the toolkit always passes every argument from the resolved config (``build_cvd``).
     """
 
     def __init__(
