@@ -205,7 +205,7 @@ def test_non_finite_weights_are_never_checkpointed_nor_named_good(tiny_config):
     for path in (run_dir(config) / "checkpoints").glob("*.ckpt"):
         state = torch.load(path, weights_only=True)["model"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), path
-        assert path.name not in result.stderr.split("last good checkpoint")[-1]
+        assert path.name not in result.stderr.split("last complete checkpoint")[-1]
     assert not (run_dir(config) / "release").exists()
 
 

@@ -320,8 +320,7 @@ class Trainer:
                     int(self.config["checkpoint"]["keep_last"]),
                 )
             except (OSError, RuntimeError) as error:  # torch reports a full disk as a RuntimeError
-                last = latest_checkpoint(self.checkpoint_dir)
-                kept = f"the last complete checkpoint is {last}" if last else "no checkpoint was written yet"
+                kept = self._last_checkpoint_phrase()
                 raise CheckpointError(
                     f"cannot write the checkpoint of step {self.step} in {self.checkpoint_dir} "
                     f"({' '.join(str(error).split())}; disk full?); nothing half-written was left, "
@@ -513,8 +512,7 @@ class Trainer:
         self.report_skipped()
         paths = list(self.data.unreadable_during)
         example = f", e.g. {paths[0]}" if paths else ""
-        last = latest_checkpoint(self.checkpoint_dir)
-        kept = f"the last checkpoint is {last}" if last else "no checkpoint was written yet"
+        kept = self._last_checkpoint_phrase()
         raise ImageReadError(
             f"{dropped} of {planned} planned training batches ({100 * dropped / planned:.1f}%) were "
             f"dropped because images became unreadable during the run ({len(paths)} file(s){example}), "
@@ -552,12 +550,16 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
 
+    def _last_checkpoint_phrase(self) -> str:
+        """Where a stopped run can continue from, for its one-line error (every stop says it)."""
+        last = latest_checkpoint(self.checkpoint_dir)
+        return f"the last complete checkpoint is {last}" if last else "no checkpoint was written yet"
+
     def _check_finite(self, terms: Mapping[str, torch.Tensor]) -> None:
         bad = 0.0 if torch.isfinite(terms["total"].detach()).item() else 1.0
         if all_reduce_sum(bad, self.dist.device) > 0:
             described = ", ".join(f"{k}={float(v.detach()):.6g}" for k, v in terms.items())
-            last = latest_checkpoint(self.checkpoint_dir)
-            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            kept = self._last_checkpoint_phrase()
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {self.epoch + 1}, optimiser step {self.step + 1} "
                 f"(micro-batch {self.batch_in_epoch + 1}): {described}; {kept}. "
@@ -573,8 +575,7 @@ class Trainer:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
         ]
         if all_reduce_sum(float(bool(bad)), self.dist.device) > 0:
-            last = latest_checkpoint(self.checkpoint_dir)
-            kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+            kept = self._last_checkpoint_phrase()
             shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
             raise NonFiniteLossError(
                 f"non-finite weights after optimiser step {self.step} (epoch {self.epoch + 1}): "
