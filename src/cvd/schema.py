@@ -311,7 +311,8 @@ def check_value(key: str, value: Any, option: Option, where: str = "") -> None:
     """Raise a one-line :class:`ConfigError` when ``value`` breaks ``option``'s declaration."""
     problem = option.problem(value)
     if problem is not None:
-        raise ConfigError(f"config key {key!r}{where} = {value!r} {problem}")
+        shown = "null" if value is None else repr(value)  # as the YAML that set it says
+        raise ConfigError(f"config key {key!r}{where} = {shown} {problem}")
 
 
 def check_keys(
@@ -371,8 +372,12 @@ def signature_options(
         declared = declarations.get(parameter.name)
         if declared is None:
             declared = Option(kind, f"argument of {function.__qualname__}", nullable=nullable)
-        elif declared.kind == "any" and kind != "any":
-            declared = replace(declared, kind=kind, nullable=nullable and declared.nullable)
+        elif kind != "any":  # the annotation says whether null is allowed
+            declared = replace(
+                declared,
+                kind=kind if declared.kind == "any" else declared.kind,
+                nullable=nullable and declared.nullable,
+            )
         options[parameter.name] = replace(declared, default=default)  # the signature's default
     return options
 
