@@ -98,12 +98,11 @@ def test_windows_agree_with_each_other_cell_for_cell():
 def test_noise_is_the_same_function_on_grids_at_points_and_in_plain_python():
     """Windows sample the noise on grids, objects at single points: all must agree, or a building
     would float above (or sink into) the terrain drawn around it."""
-    from cvd.data.synthetic.noise import fbm, fbm_scalar
-    from cvd.data.synthetic.world import _grid_fbm
+    from cvd.data.synthetic.noise import fbm, fbm_scalar, grid_fbm
 
     xs = np.linspace(-310.3, 95.7, 37)[None, :]
     ys = np.linspace(-80.1, 400.9, 29)[:, None]
-    grid = _grid_fbm(xs, ys, 450.0, 5, 1, 2)
+    grid = grid_fbm(xs, ys, 450.0, 5, 1, 2)
     points = fbm(xs + 0 * ys, ys + 0 * xs, 450.0, 5, 1, octaves=2)
     assert np.allclose(grid, points, atol=1e-5)
     for j, i in ((0, 0), (7, 30), (28, 36)):
