@@ -14,32 +14,20 @@ same family, small images),
 
 A new recipe is tested here without writing a test; one without a shipped config fails.
 
-Three choices, each for a reason found by running it:
-
-- Parameters are moved away from their initial values first (noise of 10% of each tensor's
-  RMS). A fresh model sits on symmetric values where a gradient or a ranking vanishes by
-  coincidence: timm's ResNets start the last BatchNorm of every residual branch at gamma = 0
-  (``zero_init_last``), so the first step's gradient of everything before it in the branch is
-  exactly zero (not None); FSRA ranks tokens by their channel mean, which the ViT's final
-  LayerNorm makes mean(beta) for every token while its gamma is uniform (all 1 at init), so the
-  ranking is rounding noise and onnxruntime ranks differently. Trained weights (the recipes
-  start from pretrained ones) sit on neither; a parameter off the loss's graph gets no gradient
-  whatever the values.
-- A ViT stand-in keeps timm's tiny width and depth (FSRA's config spells out its 768-d 8-block
-  ViT, which ``smoke_overrides`` passes on: 51M parameters) and, when both views share one image
-  size, is built at its own position grid (``img_size`` = that size). timm's dynamic-size ViTs
-  resample the position embedding on every forward, except at their own grid, with an
-  antialiased bicubic op the TorchScript exporter lacks; the shipped ViT configs that export
-  never resample (FSRA pins ``img_size: 256`` at 256 px, MBF's ViT is a 384-px model at 384 px,
-  Game4Loc's RoPE ViT has no position grid), which the stand-in matches only at its own grid.
-- TransGeo's two views differ in size (112 x 616 panoramas, 320 x 320 satellites), its DeiT's
-  grid is 224 px: ``cvd export`` fails on its shipped configs, so its export is a strict xfail.
+Parameters are moved away from their initial values first (noise of 10% of each tensor's RMS),
+for a reason found by running it. A fresh model sits on symmetric values where a gradient or a
+ranking vanishes by coincidence: timm's ResNets start the last BatchNorm of every residual branch
+at gamma = 0 (``zero_init_last``), so the first step's gradient of everything before it in the
+branch is exactly zero (not None); FSRA ranks tokens by their channel mean, which the ViT's final
+LayerNorm makes mean(beta) for every token while its gamma is uniform (all 1 at init), so the
+ranking is rounding noise and onnxruntime ranks differently. Trained weights (the recipes start
+from pretrained ones) sit on neither; a parameter off the loss's graph gets no gradient whatever
+the values.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -47,7 +35,6 @@ from typing import Any
 import pytest
 import torch
 from tests.tolerance import assert_close_scaled
-from timm.models import is_model_in_modules
 
 from cvd.baselines import RECIPES, LossContext, get_recipe
 from cvd.config import load_config, read_yaml
@@ -57,17 +44,9 @@ from cvd.reproduce.synthetic import smoke_overrides
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 BATCH = 4
-VIT_SIZE_KEYS = ("embed_dim", "depth", "num_heads", "mlp_ratio")  # what makes a ViT big
 # onnxruntime vs PyTorch on L2-normalised embeddings: float32 kernels that sum in another order
 # (and BatchNorm folded into the convolutions) leave ~1e-7 of the scale; see tests/tolerance.py.
 REL = 1e-5
-# `cvd export` cannot write these recipes' shipped configs (see the module docstring); the strict
-# xfail turns into a failure once it can, so that the entry is removed.
-EXPORT_FAILS = {
-    "transgeo": "ViT at a grid other than its position embedding's: timm resamples it with "
-    "aten::_upsample_bicubic2d_aa, which the TorchScript ONNX exporter lacks (cvd export of "
-    "configs/cvusa|cvact/transgeo*.yaml fails the same way)",
-}
 
 
 def baseline_of(path: Path) -> str | None:
@@ -106,30 +85,8 @@ def smoke_config(recipe: str, cvd: bool) -> dict[str, Any]:
         )
     overrides = [*smoke_overrides(SimpleNamespace(path=path)), f"cvd.enabled={str(cvd).lower()}"]
     config = load_config(str(path), overrides, strict=True)  # as cvd fit loads it
-    stand_in = vit_stand_in(config)
-    if stand_in is not None:
-        config = load_config(
-            str(path), [*overrides, f"model.backbone.kwargs={json.dumps(stand_in)}"], strict=True
-        )
     config["model"]["num_classes"] = BATCH  # the engine sets it from the training set
     return config
-
-
-def vit_stand_in(config: dict[str, Any]) -> dict[str, Any] | None:
-    """model.backbone.kwargs of a tiny-ViT stand-in (None: not a ViT, nothing to change).
-
-    timm's tiny ViT keeps its own width and depth (a shipped config's, e.g. FSRA's 768-d 8-block
-    ViT, would make it a 51M-parameter model), and is built at its own position grid when both
-    views share one image size (see the module docstring).
-    """
-    backbone, data = config["model"]["backbone"], config["data"]
-    if not is_model_in_modules(backbone["name"], ["vision_transformer"]):
-        return None
-    kwargs = {k: v for k, v in (backbone.get("kwargs") or {}).items() if k not in VIT_SIZE_KEYS}
-    kwargs.pop("img_size", None)
-    if list(data["query_size"]) == list(data["satellite_size"]):
-        kwargs["img_size"] = list(data["query_size"])
-    return kwargs
 
 
 def build(recipe: str, cvd: bool) -> tuple[dict[str, Any], Any, torch.nn.Module]:
@@ -204,18 +161,8 @@ def check_images(tmp_path_factory):
     return paths, images
 
 
-def export_case(recipe: str):
-    if recipe in EXPORT_FAILS:
-        from cvd.export.onnx import ExportError
-
-        return pytest.param(
-            recipe, marks=pytest.mark.xfail(reason=EXPORT_FAILS[recipe], raises=ExportError, strict=True)
-        )
-    return recipe
-
-
 @CASES
-@pytest.mark.parametrize("recipe", [export_case(recipe) for recipe in RECIPE_NAMES])
+@pytest.mark.parametrize("recipe", RECIPE_NAMES)
 def test_every_view_exports_to_onnx_with_the_same_embeddings(recipe, cvd, tmp_path, check_images):
     pytest.importorskip("onnx")
     onnxruntime = pytest.importorskip("onnxruntime")

@@ -3,8 +3,10 @@
 Only `RetrievalModel.embedder(view)` is exported: backbone, content projection and head; no
 viewpoint branch, no decoders (CVD adds nothing at inference). The batch dimension is dynamic,
 the image size fixed to the model's evaluation size: tracing records size-dependent steps
-(ViT position-embedding resampling, LPN/FSRA part partitions, pooling windows) as constants, so
-a graph with dynamic height/width would run at other sizes and silently compute something else.
+(LPN/FSRA part partitions, pooling windows) as constants, so a graph with dynamic height/width
+would run at other sizes and silently compute something else. A ViT's position embedding is
+resampled to that size before tracing (`at_export_size`): timm resamples it on every forward
+with an antialiased bicubic op the TorchScript exporter lacks.
 The size is stored with the preprocessing; `OnnxEmbedder` (`cvd localize`, `cvd index build`)
 resizes every image to it and names it when handed a tensor of another size.
 
@@ -19,10 +21,11 @@ which is not a dependency, and the TorchScript path handles timm CNNs and ViTs a
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +77,45 @@ def sample_images() -> list[Image.Image]:
     return images
 
 
+def at_export_size(module: torch.nn.Module, images: torch.Tensor) -> torch.nn.Module:
+    """A copy of `module` whose timm ViTs hold their position embedding at the grid of `images`.
+
+    A ViT built with ``dynamic_img_size`` resamples its position embedding to the patch grid on
+    every forward, except at its own grid, with ``aten::_upsample_bicubic2d_aa``, which the
+    TorchScript exporter lacks. At a fixed export size that resampling gives one constant: it is
+    done here once, by the same function (timm's ``set_input_size``), so the graph holds no
+    resampling and computes what the module does. `module` itself is left as it is.
+    """
+    from timm.models.vision_transformer import VisionTransformer
+
+    def vits(root: torch.nn.Module) -> list[VisionTransformer]:
+        return [m for m in root.modules() if isinstance(m, VisionTransformer) and m.pos_embed is not None]
+
+    grids: list[tuple[int, int] | None] = [None] * len(vits(module))
+    if not grids:
+        return module
+
+    def recorder(number: int) -> Callable[..., None]:
+        def record(patch_embed: torch.nn.Module, args: tuple, _output: torch.Tensor) -> None:
+            grids[number] = tuple(patch_embed.dynamic_feat_size(tuple(args[0].shape[-2:])))
+
+        return record
+
+    hooks = [vit.patch_embed.register_forward_hook(recorder(n)) for n, vit in enumerate(vits(module))]
+    try:
+        with torch.no_grad():
+            module(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    fixed = copy.deepcopy(module)
+    for vit, grid in zip(vits(fixed), grids, strict=True):
+        if grid is not None and tuple(grid) != tuple(vit.patch_embed.grid_size):
+            patch = vit.patch_embed.patch_size
+            vit.set_input_size(img_size=(grid[0] * patch[0], grid[1] * patch[1]))
+    return fixed
+
+
 def export_onnx(
     model_path: str | os.PathLike,
     out: str | os.PathLike,
@@ -103,7 +145,7 @@ def export_onnx(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter warns about tracing internals
                 torch.onnx.export(
-                    module,
+                    at_export_size(module, batch[:1]),
                     (batch[:1],),
                     str(temporary),
                     input_names=["images"],

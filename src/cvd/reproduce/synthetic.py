@@ -8,6 +8,7 @@ numbers are smoke numbers, not reproductions, and the page says so.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,9 @@ TINY_BACKBONES = (
     ("deit", "test_vit"),
     ("efficientnet", "test_efficientnet"),
 )
+# What makes a full-size ViT full-size (FSRA's config spells out its 768-d, 8-block, 256-px ViT):
+# the tiny stand-in keeps timm's own width, depth and position grid instead.
+FULL_SIZE_VIT_KWARGS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "img_size")
 
 
 def make_worlds(folder: Path, datasets: set[str], seed: int = 0) -> dict[str, str]:
@@ -94,9 +98,15 @@ def smoke_overrides(info: ConfigInfo) -> list[str]:
         head.append(f"model.head.kwargs.grid=[{rows}, {columns}]")
     if "num_heads" in (config["model"]["head"].get("kwargs") or {}):  # MBF's block: 64-wide tiny ViT
         head.append("model.head.kwargs.num_heads=4")
+    tiny = tiny_backbone(str(config["model"]["backbone"]["name"]))
+    backbone = [f"model.backbone.name={tiny}"]
+    kwargs = config["model"]["backbone"].get("kwargs") or {}
+    if tiny == "test_vit" and any(key in kwargs for key in FULL_SIZE_VIT_KWARGS):
+        kept = {key: value for key, value in kwargs.items() if key not in FULL_SIZE_VIT_KWARGS}
+        backbone.append(f"model.backbone.kwargs={json.dumps(kept)}")
     return [
         *head,
-        f"model.backbone.name={tiny_backbone(str(config['model']['backbone']['name']))}",
+        *backbone,
         "model.backbone.pretrained=false",
         f"data.query_size=[{query[0]}, {query[1]}]",
         f"data.satellite_size=[{satellite[0]}, {satellite[1]}]",
