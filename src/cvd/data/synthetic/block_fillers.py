@@ -168,6 +168,19 @@ def _parking_lot(block: Block, placer: Placer, rng: np.random.Generator, hu: flo
                 u += 2.6
 
 
+def _free_spot(
+    placer: Placer, rng: np.random.Generator, hu: float, hv: float, pad: float
+) -> tuple[float, float] | None:
+    """A centre where a hu x hv footprint fits with `pad` to spare (eight random tries; 0 along
+    an axis the block is too narrow to vary on), or None."""
+    for _ in range(8):
+        cu = rng.uniform(placer.umin + hu, placer.umax - hu) if placer.umax - placer.umin > 2 * hu else 0.0
+        cv = rng.uniform(placer.vmin + hv, placer.vmax - hv) if placer.vmax - placer.vmin > 2 * hv else 0.0
+        if placer.fits(cu, cv, hu, hv, pad):
+            return cu, cv
+    return None
+
+
 def fill_residential(
     block: Block, placer: Placer, rng: np.random.Generator, urban: float, options: SynthOptions
 ) -> None:
@@ -231,32 +244,26 @@ def fill_campus(
         hv = rng.uniform(8, 17)
         if rng.random() < 0.5:
             hu, hv = hv, hu
-        for _ in range(8):
-            cu = (
-                rng.uniform(placer.umin + hu, placer.umax - hu) if placer.umax - placer.umin > 2 * hu else 0.0
+        spot = _free_spot(placer, rng, hu, hv, 7.0)
+        if spot is not None:
+            cu, cv = spot
+            frame = placer.take(cu, cv, hu, hv)
+            b = _big_building(
+                block.style, rng, frame, float(rng.uniform(9, 26 + 12 * urban)), options.vivid_roofs
             )
-            cv = (
-                rng.uniform(placer.vmin + hv, placer.vmax - hv) if placer.vmax - placer.vmin > 2 * hv else 0.0
-            )
-            if placer.fits(cu, cv, hu, hv, 7.0):
-                frame = placer.take(cu, cv, hu, hv)
-                b = _big_building(
-                    block.style, rng, frame, float(rng.uniform(9, 26 + 12 * urban)), options.vivid_roofs
-                )
-                block.buildings.append(b)
-                _rooftop_units(block, rng, b)
-                if rng.random() < 0.4:  # an L-shaped wing
-                    wu = cu + hu + rng.uniform(-hu * 0.5, 0) if rng.random() < 0.5 else cu - hu
-                    wv = cv + hv + rng.uniform(6, 10)
-                    whu, whv = rng.uniform(6, 10), rng.uniform(6, 10)
-                    if placer.fits(wu, wv, whu, whv, 1.0):
-                        wing = placer.take(wu, wv, whu, whv)
-                        block.buildings.append(
-                            _big_building(
-                                block.style, rng, wing, b.eave * rng.uniform(0.55, 1.0), options.vivid_roofs
-                            )
+            block.buildings.append(b)
+            _rooftop_units(block, rng, b)
+            if rng.random() < 0.4:  # an L-shaped wing
+                wu = cu + hu + rng.uniform(-hu * 0.5, 0) if rng.random() < 0.5 else cu - hu
+                wv = cv + hv + rng.uniform(6, 10)
+                whu, whv = rng.uniform(6, 10), rng.uniform(6, 10)
+                if placer.fits(wu, wv, whu, whv, 1.0):
+                    wing = placer.take(wu, wv, whu, whv)
+                    block.buildings.append(
+                        _big_building(
+                            block.style, rng, wing, b.eave * rng.uniform(0.55, 1.0), options.vivid_roofs
                         )
-                break
+                    )
     if rng.random() < 0.7:
         _parking_lot(block, placer, rng, rng.uniform(14, 26), rng.uniform(11, 17))
     for _ in range(int(rng.integers(1, 4))):
@@ -277,20 +284,14 @@ def fill_commercial(
     for _ in range(int(rng.integers(3, 9))):
         hu = rng.uniform(8, 22)
         hv = rng.uniform(8, 18)
-        for _ in range(8):
-            cu = (
-                rng.uniform(placer.umin + hu, placer.umax - hu) if placer.umax - placer.umin > 2 * hu else 0.0
-            )
-            cv = (
-                rng.uniform(placer.vmin + hv, placer.vmax - hv) if placer.vmax - placer.vmin > 2 * hv else 0.0
-            )
-            if placer.fits(cu, cv, hu, hv, 4.0):
-                frame = placer.take(cu, cv, hu, hv)
-                eave = float(rng.uniform(8, 18 + 30 * max(0.0, urban - 0.5)))
-                b = _big_building(block.style, rng, frame, eave, options.vivid_roofs)
-                block.buildings.append(b)
-                _rooftop_units(block, rng, b)
-                break
+        spot = _free_spot(placer, rng, hu, hv, 4.0)
+        if spot is not None:
+            cu, cv = spot
+            frame = placer.take(cu, cv, hu, hv)
+            eave = float(rng.uniform(8, 18 + 30 * max(0.0, urban - 0.5)))
+            b = _big_building(block.style, rng, frame, eave, options.vivid_roofs)
+            block.buildings.append(b)
+            _rooftop_units(block, rng, b)
     for _ in range(int(rng.integers(0, 3))):
         _parking_lot(block, placer, rng, rng.uniform(10, 22), rng.uniform(11, 17))
     _scatter_trees(block, placer, rng, int(rng.integers(0, 10)))
@@ -305,19 +306,13 @@ def fill_industrial(
     for _ in range(int(rng.integers(1, 4))):
         hu = rng.uniform(18, 42)
         hv = rng.uniform(12, 24)
-        for _ in range(8):
-            cu = (
-                rng.uniform(placer.umin + hu, placer.umax - hu) if placer.umax - placer.umin > 2 * hu else 0.0
-            )
-            cv = (
-                rng.uniform(placer.vmin + hv, placer.vmax - hv) if placer.vmax - placer.vmin > 2 * hv else 0.0
-            )
-            if placer.fits(cu, cv, hu, hv, 6.0):
-                frame = placer.take(cu, cv, hu, hv)
-                b = _big_building(block.style, rng, frame, float(rng.uniform(7, 13)), options.vivid_roofs)
-                block.buildings.append(b)
-                _rooftop_units(block, rng, b)
-                break
+        spot = _free_spot(placer, rng, hu, hv, 6.0)
+        if spot is not None:
+            cu, cv = spot
+            frame = placer.take(cu, cv, hu, hv)
+            b = _big_building(block.style, rng, frame, float(rng.uniform(7, 13)), options.vivid_roofs)
+            block.buildings.append(b)
+            _rooftop_units(block, rng, b)
     for _ in range(int(rng.integers(4, 20))):
         point = placer.free_point(rng, 2.0)
         if point is None:

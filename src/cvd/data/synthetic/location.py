@@ -81,11 +81,19 @@ def plan_drone_shots(
         altitude = (
             ordered[(n * len(ordered)) // views] if views >= len(ordered) else ordered[n % len(ordered)]
         )
-        azimuth = (start + 360.0 * n / views + rng.uniform(-12, 12)) % 360.0
-        pitch = rng.uniform(*options.drone_pitch_deg)
-        aim = tuple(float(v) for v in rng.uniform(-options.aim_jitter, options.aim_jitter, size=2))
-        shots.append(DroneShot(n, float(altitude), float(azimuth), float(pitch), aim))  # type: ignore[arg-type]
+        shots.append(_orbit_shot(rng, n, views, float(altitude), start, options))
     return tuple(shots)
+
+
+def _orbit_shot(
+    rng: np.random.Generator, n: int, views: int, altitude: float, start: float, options: SynthOptions
+) -> DroneShot:
+    """The n-th of `views` shots evenly around the orbit from `start` degrees, each jittered by up
+    to 12 degrees, with its own pitch and aim point."""
+    azimuth = (start + 360.0 * n / views + rng.uniform(-12, 12)) % 360.0
+    pitch = rng.uniform(*options.drone_pitch_deg)
+    aim = tuple(float(v) for v in rng.uniform(-options.aim_jitter, options.aim_jitter, size=2))
+    return DroneShot(n, altitude, float(azimuth), float(pitch), aim)  # type: ignore[arg-type]
 
 
 def plan_altitude_shots(
@@ -96,10 +104,7 @@ def plan_altitude_shots(
     for altitude in altitudes:
         start = rng.uniform(0, 360)
         for n in range(per_altitude):
-            azimuth = (start + 360.0 * n / per_altitude + rng.uniform(-12, 12)) % 360.0
-            pitch = rng.uniform(*options.drone_pitch_deg)
-            aim = tuple(float(v) for v in rng.uniform(-options.aim_jitter, options.aim_jitter, size=2))
-            shots.append(DroneShot(n, float(altitude), float(azimuth), float(pitch), aim))  # type: ignore[arg-type]
+            shots.append(_orbit_shot(rng, n, per_altitude, float(altitude), start, options))
     return tuple(shots)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from cvd.data.synthetic.noise import grid_noise
 from cvd.data.synthetic.palette import ASPHALT, MARKING, SIDEWALK
 from cvd.data.synthetic.raster import Material, Raster
-from cvd.data.synthetic.town_elements import Block, Building, Forest, Patch, Solid, Tree
+from cvd.data.synthetic.town_elements import Block, Building, Forest, Frame, Patch, Solid, Tree
 
 Ground = Callable[[float, float], float]
 """Terrain height (m) at one world point."""
@@ -115,17 +115,27 @@ def paint_patch(raster: Raster, patch: Patch, ground: Ground, relief: float) -> 
         raster.paint_ground(sj, si, inside & lines, MARKING, Material.MARKING)
 
 
-def paint_building(raster: Raster, b: Building, ground: Ground) -> None:
-    """A roof by its height profile, and the facade the renderer draws the walls from."""
-    f = b.frame
+def _rectangle_cells(
+    raster: Raster, f: Frame
+) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The raster cells of a frame's rectangle: slices, the cells' frame coordinates (u, v) and
+    which lie inside; None when it covers no cell."""
     box = raster.box(*f.bounds())
     if box is None:
-        return
+        return None
     sj, si, xs, ys = box
     u, v = f.local(xs, ys)
     inside = (np.abs(u) < f.hu) & (np.abs(v) < f.hv)
-    if not inside.any():
+    return (sj, si, u, v, inside) if inside.any() else None
+
+
+def paint_building(raster: Raster, b: Building, ground: Ground) -> None:
+    """A roof by its height profile, and the facade the renderer draws the walls from."""
+    f = b.frame
+    cells = _rectangle_cells(raster, f)
+    if cells is None:
         return
+    sj, si, u, v, inside = cells
     base = ground(f.cx, f.cy)
     eave = base + b.eave
     if b.roof == "gable":
@@ -166,14 +176,10 @@ def paint_building(raster: Raster, b: Building, ground: Ground) -> None:
 def paint_solid(raster: Raster, s: Solid, ground: Ground) -> None:
     """A flat-topped box on the ground, or on a roof when its height is negative."""
     f = s.frame
-    box = raster.box(*f.bounds())
-    if box is None:
+    cells = _rectangle_cells(raster, f)
+    if cells is None:
         return
-    sj, si, xs, ys = box
-    u, v = f.local(xs, ys)
-    inside = (np.abs(u) < f.hu) & (np.abs(v) < f.hv)
-    if not inside.any():
-        return
+    sj, si, _, _, inside = cells
     # negative heights are absolute above the host's base (rooftop units); positive are above ground
     if s.height < 0:
         top = np.full(inside.shape, ground(f.cx, f.cy) - s.height, dtype=np.float32)
