@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from safetensors.torch import load_file
 
@@ -128,13 +129,22 @@ def test_test_json_prints_the_results_file_and_nothing_else(tiny_config, tmp_pat
     assert f"results: {out}" in tested.stderr
 
 
-def test_bad_data_option_names_the_key_and_value_in_one_line(tiny_config, capsys):
+def test_bad_data_option_names_the_key_and_value_in_one_line(tiny_config, tiny_world, capsys):
     from cvd.cli import main
 
     assert main(["fit", "--config", str(tiny_config()), "data.options.query_view=sky"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "data.options.query_view='sky': must be 'drone' or 'street'" in err
+    # refused at validation, before any data is read, by the dataset's declared choices
+    assert "'data.options.query_view' (set in command-line override 'data.options.query_view=sky')" in err
+    assert "= 'sky' is not allowed; choose one of: drone, street" in err
+
+    # the dataset's own check (library use, no validation first) says the same in its words
+    from cvd.data import DATASETS
+    from cvd.errors import OptionError
+
+    with pytest.raises(OptionError, match=r"query_view='sky': must be 'drone' or 'street'"):
+        DATASETS["university1652"](tiny_world, query_view="sky")
 
 
 def test_test_on_a_reduced_set_says_so_and_strict_images_refuses_it(tiny_config, tiny_world, tmp_path):
