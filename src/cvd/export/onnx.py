@@ -84,7 +84,9 @@ def at_export_size(module: torch.nn.Module, images: torch.Tensor) -> torch.nn.Mo
     every forward, except at its own grid, with ``aten::_upsample_bicubic2d_aa``, which the
     TorchScript exporter lacks. At a fixed export size that resampling gives one constant: it is
     done here once, by the same function (timm's ``set_input_size``), so the graph holds no
-    resampling and computes what the module does. `module` itself is left as it is.
+    resampling and computes what the module does. `module` itself is left as it is. (timm >= 1.0.29
+    returns the embedding unchanged at its own grid when that grid is not square; older versions
+    resample it anyway, hence the bound in pyproject.toml.)
     """
     from timm.models.vision_transformer import VisionTransformer
 
