@@ -50,16 +50,6 @@ OPEN_KEYS: frozenset[str] = frozenset(
 ANY_TYPE_KEYS: frozenset[str] = frozenset({"model.backbone.pretrained", "cvd.recon_size"})
 
 
-def _declared_choices() -> dict[str, Any]:
-    from cvd.schema import OPTIONS
-
-    return {key: option.choices for key, option in OPTIONS.items() if option.choices is not None}
-
-
-# Keys whose values must be one of a fixed or registered set of names: read from the declarations
-# in cvd.schema (the registries' names for datasets, recipes, samplers, protocols and heads).
-CHOICES: dict[str, Any] = _declared_choices()
-
 DEFAULT_CONFIG = "default.yaml"
 CVD_VARIANTS = "cvd_variants.yaml"
 
@@ -256,7 +246,7 @@ def check_declared(
     """Check every declared value (type, range, choices: :data:`cvd.schema.OPTIONS`); with
     ``open_sections`` also the recipe's ``loss:`` options, ``data.options``, ``eval.options``,
     ``data.sampler_options`` and ``model.head.kwargs`` against what their code declares."""
-    from cvd.schema import OPTIONS, check_keys, check_value
+    from cvd.schema import OPTIONS, check_mapping, check_value
     from cvd.schema import open_sections as declared_sections
 
     sources = sources or {}
@@ -274,14 +264,8 @@ def check_declared(
         given = get_dotted(config, section.key, None) or {}
         if not isinstance(given, Mapping):
             raise ConfigError(f"config key {section.key!r}{where(section.key)} must be a mapping")
-        known = list(section.options)
-        if section.key == "model.head.kwargs":
-            known += sorted(_recipe_model_keys(config))
-        check_keys(section.key, given, known, section.owner, where)
-        for name, value in given.items():
-            option = section.options.get(name)
-            if option is not None:
-                check_value(f"{section.key}.{name}", value, option, where(f"{section.key}.{name}"))
+        extra = sorted(_recipe_model_keys(config)) if section.key == "model.head.kwargs" else ()
+        check_mapping(section.key, given, section.options, section.owner, where, extra)
 
 
 def _recipe_model_keys(config: Mapping[str, Any]) -> frozenset[str]:
@@ -343,8 +327,9 @@ def resolve_config(
     given_cvd = config["cvd"]
     config["cvd"] = apply_cvd_variant(given_cvd)
     variant = config["cvd"]["variant"]
+    preset = cvd_variants()[variant]
     for key in config["cvd"]:
-        if given_cvd.get(key) is None and key in cvd_variants()[variant]:
+        if given_cvd.get(key) is None and key in preset:
             sources[f"cvd.{key}"] = f"{CVD_VARIANTS} (cvd.variant={variant})"
     check_declared(config, sources, open_sections=strict)  # the variant's values, the open mappings
     _check_cvd_combination(config, sources)
@@ -393,8 +378,9 @@ def explain(config: Mapping[str, Any], sources: Mapping[str, str], key: str) -> 
         if option.help:
             lines.append(f"  help: {option.help}")
     name = key.split(".", 1)[-1]
-    if key.startswith("cvd.") and default is None and any(name in v for v in cvd_variants().values()):
-        presets = ", ".join(f"{v}: {_inline(values.get(name))}" for v, values in cvd_variants().items())
+    variants = cvd_variants()
+    if key.startswith("cvd.") and default is None and any(name in v for v in variants.values()):
+        presets = ", ".join(f"{v}: {_inline(values.get(name))}" for v, values in variants.items())
         lines.append(f"  default: the variant's ({presets})")
     elif default is not MISSING:
         lines.append(f"  default: {_inline(default)}")

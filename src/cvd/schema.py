@@ -125,6 +125,11 @@ class Option:
         return None
 
 
+def declared_defaults(options: Mapping[str, Option]) -> dict[str, Any]:
+    """The defaults of a mapping's declared options (those that declare one)."""
+    return {key: option.default for key, option in options.items() if option.default is not MISSING}
+
+
 def label_smoothing_option(default: float) -> Option:
     """`loss.label_smoothing` as every recipe with a cross-entropy declares it (its own default)."""
     return Option(
@@ -213,7 +218,7 @@ OPTIONS: dict[str, Option] = {
     ),
     "data.strict_images": Option("bool", "true: the first unreadable image stops the run", nullable=False),
     "data.max_skipped_share": Option(
-        "float", "fit fails when unreadable images cost more than this share", low=0, high=1
+        "float", "fit fails when unreadable images cost more than this share", low=0, high=1, nullable=False
     ),
     "data.val_fraction": Option(
         "float", "share of training locations held out for validation", low=0, high=1, high_open=True
@@ -288,7 +293,9 @@ OPTIONS: dict[str, Option] = {
         nullable=False,
         help="evaluation protocol (auto = the dataset's own)",
     ),
-    "eval.gallery_variant": Option(choices=["official", "sample4geo"], help="gallery variant"),
+    "eval.gallery_variant": Option(
+        choices=_names("cvd.data.university1652", "GALLERY_VARIANTS"), help="gallery variant"
+    ),
     "eval.flip_tta": Option("bool", "flip test-time augmentation", nullable=False),
     "eval.every_epochs": Option(**NON_NEGATIVE_INT, nullable=False, help="0 = only after training"),
     "eval.chunk_size": Option(**POSITIVE_INT, nullable=False, help="queries per similarity chunk"),
@@ -329,6 +336,23 @@ def check_keys(
         raise ConfigError(
             f"unknown config key {dotted!r}{where(dotted)} for {owner}{hint} Allowed: {allowed}"
         )
+
+
+def check_mapping(
+    prefix: str,
+    given: Mapping[str, Any],
+    options: Mapping[str, Option],
+    owner: str,
+    where: Callable[[str], str] = lambda key: "",
+    extra_keys: Sequence[str] = (),
+) -> None:
+    """Check a free-form mapping against its declaration: every key known (``extra_keys`` are
+    known but not declared here), every declared value allowed."""
+    check_keys(prefix, given, [*options, *extra_keys], owner, where)
+    for name, value in given.items():
+        option = options.get(name)
+        if option is not None:
+            check_value(f"{prefix}.{name}", value, option, where(f"{prefix}.{name}"))
 
 
 _ANNOTATION_KINDS = {"int": "int", "float": "float", "bool": "bool", "str": "str"}

@@ -11,7 +11,7 @@ from torch import nn
 
 from cvd.data.transforms import AUGMENT_SCHEMA
 from cvd.errors import ConfigError
-from cvd.schema import Option
+from cvd.schema import Option, declared_defaults
 
 
 @dataclass
@@ -52,7 +52,7 @@ class Recipe:
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = config
-        declared = {key: option.default for key, option in (self.loss_schema or {}).items()}
+        declared = declared_defaults(self.loss_schema or {})
         self.loss_options: Mapping[str, Any] = {**declared, **(config.get("loss") or {})}
 
     def build_model(self, config: Mapping[str, Any]) -> nn.Module:

@@ -41,7 +41,7 @@ from cvd.baselines.base import LossContext, Recipe, register_recipe
 from cvd.baselines.transgeo import SoftMarginTriplet
 from cvd.errors import ConfigError
 from cvd.models.heads import Head, register_head
-from cvd.schema import Option
+from cvd.schema import Option, check_mapping, declared_defaults
 
 
 def _descriptor_weight(rows: int, n_des: int, columns: int) -> nn.Parameter:
@@ -204,7 +204,7 @@ GEODTR_AUGMENT_SCHEMA: dict[str, Option] = {
         nullable=False,
     ),
 }  # fmt: skip
-GEODTR_AUGMENT = {key: option.default for key, option in GEODTR_AUGMENT_SCHEMA.items()}
+GEODTR_AUGMENT = declared_defaults(GEODTR_AUGMENT_SCHEMA)
 """Keys of ``data.augment`` for GeoDTR and their defaults. ``polar`` defaults to false like the
 evaluation transform's (which reads the same key); GeoDTR's configs set it to true."""
 
@@ -277,19 +277,8 @@ class GeoDTRPairTransform:
 def geodtr_augment_options(config: Mapping[str, Any]) -> dict[str, Any]:
     """``data.augment`` with GeoDTR's defaults, checked (unknown keys and values name the field)."""
     given = dict((config.get("data") or {}).get("augment") or {})
-    unknown = sorted(set(given) - set(GEODTR_AUGMENT))
-    if unknown:
-        raise ConfigError(
-            f"data.augment: GeoDTR does not know {unknown}; its options are {sorted(GEODTR_AUGMENT)}"
-        )
-    options = {**GEODTR_AUGMENT, **given}
-    for key, allowed in (
-        ("layout_simulation", LAYOUT_SIMULATION),
-        ("semantic_augmentation", SEMANTIC_AUGMENTATION),
-    ):
-        if options[key] not in allowed:
-            raise ConfigError(f"data.augment.{key}: {options[key]!r} is not one of {list(allowed)}")
-    return options
+    check_mapping("data.augment", given, GEODTR_AUGMENT_SCHEMA, "recipe 'geodtr'")
+    return {**GEODTR_AUGMENT, **given}
 
 
 def _view_transform(

@@ -42,7 +42,7 @@ from cvd.baselines.fsra import ClassificationRecipe, location_class_block
 from cvd.data.transforms import AUGMENT_SCHEMA
 from cvd.errors import ConfigError
 from cvd.models.heads import Head, register_head
-from cvd.schema import Option
+from cvd.schema import Option, declared_defaults
 
 # Rotations of a (B, C, H, W) map that bring the axis to pool across into dimension 1. Each is
 # its own inverse, so the same permutation rotates back.
@@ -125,7 +125,7 @@ MCCG_AUGMENT_SCHEMA: dict[str, Option] = {
         "float", "random erasing on the drone tensor", default=0.0, low=0, high=1, nullable=False
     ),
 }
-MCCG_AUGMENT_OPTIONS = {key: option.default for key, option in MCCG_AUGMENT_SCHEMA.items()}
+MCCG_AUGMENT_OPTIONS = declared_defaults(MCCG_AUGMENT_SCHEMA)
 """MCCG's ``data.augment`` keys beyond the shared ones (cvd.data.transforms.AUGMENT_OPTIONS):
 AutoAugment (ImageNet policy) on drone images first; ColorJitter(s, s, s, hue 0) on both views
 next; random erasing with this probability on the normalised drone tensor last, as its script

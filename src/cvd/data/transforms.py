@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from cvd.errors import ConfigError
-from cvd.schema import Option
+from cvd.schema import Option, check_value, declared_defaults
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
@@ -263,7 +263,7 @@ interpolation for training and evaluation (their scripts resize bicubic). The de
 every earlier recipe unchanged.
 """
 
-AUGMENT_OPTIONS = {key: option.default for key, option in AUGMENT_SCHEMA.items()}
+AUGMENT_OPTIONS = declared_defaults(AUGMENT_SCHEMA)
 """The defaults of `data.augment` (for code that builds a transform without a validated config)."""
 
 
@@ -275,8 +275,7 @@ def _view_size(config: Mapping[str, Any], data_config: Mapping[str, Any], view: 
 
 def _interpolation(augment: Mapping[str, Any]) -> str | None:
     value = augment.get("interpolation")
-    if value is not None and value not in INTERPOLATIONS:
-        raise ConfigError(f"data.augment.interpolation: {value!r} is not one of {list(INTERPOLATIONS)}")
+    check_value("data.augment.interpolation", value, AUGMENT_SCHEMA["interpolation"])
     return value
 
 

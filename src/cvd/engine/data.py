@@ -8,7 +8,6 @@ worker's running RNG, so a run resumed mid-epoch sees exactly the images it woul
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,21 +21,18 @@ from cvd.data import PairDataset, build_dataset, build_sampler, collate_skipping
 from cvd.engine.distributed import DistContext, all_reduce_sum
 from cvd.engine.validation import hold_out, query_view_of, validation_splits
 from cvd.errors import ConfigError, ImageReadError, OptionError
+from cvd.schema import OPTIONS, check_value
 
 LOGGER = logging.getLogger("cvd")
 
 
 def max_skipped_share(config: Mapping[str, Any]) -> float:
     """``data.max_skipped_share``: the share of training pairs, and of planned training batches,
-    that unreadable images may cost a run before it fails (default 0.01)."""
+    that unreadable images may cost a run before it fails (0.01 where an older saved config lacks
+    it); checked against its declaration also for a config built without ``load_config``."""
     value = config["data"].get("max_skipped_share", 0.01)
-    try:
-        share = float(value)
-    except (TypeError, ValueError):
-        share = math.nan
-    if isinstance(value, bool) or not 0.0 <= share <= 1.0:
-        raise ConfigError(f"data.max_skipped_share={value!r}: must be a number in [0, 1] (e.g. 0.01)")
-    return share
+    check_value("data.max_skipped_share", value, OPTIONS["data.max_skipped_share"])
+    return float(value)
 
 
 def dataset_from_config(config: Mapping[str, Any]) -> Any:
