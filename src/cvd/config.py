@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -264,15 +265,7 @@ def check_declared(
         given = get_dotted(config, section.key, None) or {}
         if not isinstance(given, Mapping):
             raise ConfigError(f"config key {section.key!r}{where(section.key)} must be a mapping")
-        extra = sorted(_recipe_model_keys(config)) if section.key == "model.head.kwargs" else ()
-        check_mapping(section.key, given, section.options, section.owner, where, extra)
-
-
-def _recipe_model_keys(config: Mapping[str, Any]) -> frozenset[str]:
-    from cvd.baselines import RECIPES
-
-    recipe = RECIPES.get(get_dotted(config, "model.baseline"))
-    return frozenset(getattr(recipe, "model_keys", ()))
+        check_mapping(section.key, given, section.options, section.owner, where)
 
 
 def _flatten_keys(node: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
@@ -353,9 +346,8 @@ def explain(config: Mapping[str, Any], sources: Mapping[str, str], key: str) -> 
     where the value was set, so a surprising value can be traced to its file or override."""
     from cvd.schema import MISSING, OPTIONS, open_sections
 
-    missing = object()
-    value = get_dotted(config, key, missing)
-    if value is missing:
+    value = get_dotted(config, key, _ABSENT)
+    if value is _ABSENT:
         known = sorted(_flatten_keys(config))
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -421,7 +413,13 @@ def check_run_name(name: Any, source: str | None = None) -> None:
 
 def cvd_variants() -> dict[str, dict[str, Any]]:
     """The CVD module's named variants (``cvd_variants.yaml``): the values a null ``cvd.*`` key takes."""
-    return read_yaml(packaged_config_path(CVD_VARIANTS))
+    return copy.deepcopy(_read_packaged(packaged_config_path(CVD_VARIANTS)))
+
+
+@functools.lru_cache(maxsize=4)
+def _read_packaged(path: Path) -> dict[str, Any]:
+    """A packaged file, parsed once per process (a config load asks for the variants six times)."""
+    return read_yaml(path)
 
 
 def apply_cvd_variant(section: Mapping[str, Any]) -> dict[str, Any]:

@@ -344,18 +344,16 @@ def check_mapping(
     options: Mapping[str, Option],
     owner: str,
     where: Callable[[str], str] = lambda key: "",
-    extra_keys: Sequence[str] = (),
 ) -> None:
-    """Check a free-form mapping against its declaration: every key known (``extra_keys`` are
-    known but not declared here), every declared value allowed."""
-    check_keys(prefix, given, [*options, *extra_keys], owner, where)
+    """Check a free-form mapping against its declaration: every key known, every value allowed."""
+    check_keys(prefix, given, list(options), owner, where)
     for name, value in given.items():
         option = options.get(name)
         if option is not None:
             check_value(f"{prefix}.{name}", value, option, where(f"{prefix}.{name}"))
 
 
-_ANNOTATION_KINDS = {"int": "int", "float": "float", "bool": "bool", "str": "str"}
+_ANNOTATION_KINDS = frozenset({"int", "float", "bool", "str"})
 
 
 def _kind_of(annotation: Any) -> tuple[str, bool]:
@@ -366,7 +364,7 @@ def _kind_of(annotation: Any) -> tuple[str, bool]:
     nullable = "None" in parts
     kinds = [part for part in parts if part != "None"]
     if len(kinds) == 1 and kinds[0] in _ANNOTATION_KINDS:
-        return _ANNOTATION_KINDS[kinds[0]], nullable
+        return kinds[0], nullable
     return "any", True
 
 
@@ -473,6 +471,9 @@ def open_sections(config: Mapping[str, Any]) -> list[OpenSection]:
     if head in HEADS:
         declarations = {**HEAD_OPTIONS, **getattr(HEADS[head], "option_declarations", {})}
         declared = signature_options(HEADS[head], skip=1, declarations=declarations)
+        if declared is not None and recipe is not None:  # keys the recipe takes out before the head
+            consumed = Option(help=f"read by recipe {recipe.name!r}, not by the head")
+            declared = {**declared, **dict.fromkeys(recipe.model_keys, consumed)}
         if declared is not None:
             sections.append(OpenSection("model.head.kwargs", declared, f"head {head!r}"))
     return sections

@@ -32,6 +32,10 @@ SPLIT_FIELDS = {
 }
 
 
+SPLITS = ("val", "test")  # CVACT_val, CVACT_test
+UTM_COLUMN_ORDERS = ("auto", "easting_northing", "northing_easting")
+
+
 @register_dataset
 class CVACT:
     """The CVACT benchmark at `root`, evaluated on `split="val"` (CVACT_val) or `"test"` (CVACT_test).
@@ -49,20 +53,20 @@ class CVACT:
     name = "cvact"
     protocol = "cvact"
     option_declarations: ClassVar[dict[str, Option]] = {
-        "split": Option("str", "evaluation set: CVACT_val or CVACT_test", choices=("val", "test")),
+        "split": Option("str", "evaluation set: CVACT_val or CVACT_test", choices=SPLITS),
         "utm_columns": Option(
             "str",
             "column order of the UTM coordinates",
-            choices=("auto", "easting_northing", "northing_easting"),
+            choices=UTM_COLUMN_ORDERS,
         ),
     }
 
     def __init__(
         self, root: str | os.PathLike, split: str = "val", strict: bool = False, utm_columns: str = "auto"
     ) -> None:
-        if split not in ("val", "test"):
+        if split not in SPLITS:
             raise OptionError("split", split, "must be 'val' or 'test'")
-        if utm_columns not in ("auto", "easting_northing", "northing_easting"):
+        if utm_columns not in UTM_COLUMN_ORDERS:
             raise OptionError(
                 "utm_columns", utm_columns, "must be auto, easting_northing or northing_easting"
             )

@@ -47,6 +47,9 @@ split layout (the benchmark's split script; lowercase train/ and test/ are accep
   <h> is the altitude in metres: 150, 200, 250 or 300."""
 
 
+LAYOUTS = ("auto", "raw", "split")  # auto: whichever of the two is on disk
+
+
 @register_dataset
 class SUES200:
     """The SUES-200 benchmark at `root`, for one or several altitudes.
@@ -62,7 +65,7 @@ class SUES200:
     name = "sues200"
     protocol = "sues200"
     option_declarations: ClassVar[dict[str, Option]] = {
-        "layout": Option("str", "raw release or train/test split folders", choices=("auto", "raw", "split")),
+        "layout": Option("str", "raw release or train/test split folders", choices=LAYOUTS),
         "train_fraction": Option(
             "float", "raw layout: share of locations for training", low=0, high=1, low_open=True
         ),
@@ -86,7 +89,7 @@ class SUES200:
             raise OptionError(
                 "altitude", altitude, f"SUES-200 altitudes are {', '.join(map(str, ALTITUDES))}"
             )
-        if layout not in ("auto", "raw", "split"):
+        if layout not in LAYOUTS:
             raise OptionError("layout", layout, "must be 'auto', 'raw' or 'split'")
         if train_ids is not None and train_fraction is not None:
             raise OptionError("train_fraction", train_fraction, "give train_ids or train_fraction, not both")

@@ -31,6 +31,9 @@ University-Release/                       <- point the root here
 <id> is the zero-padded 4-digit building number, e.g. 0736."""
 
 
+QUERY_VIEWS = ("drone", "street")
+
+
 @register_dataset
 class University1652:
     """The University-1652 benchmark at `root` (the `University-Release` folder).
@@ -47,11 +50,11 @@ class University1652:
     name = "university1652"
     protocol = "university1652"
     option_declarations: ClassVar[dict[str, Option]] = {
-        "query_view": Option("str", "the query view", choices=("drone", "street")),
+        "query_view": Option("str", "the query view", choices=QUERY_VIEWS),
     }
 
     def __init__(self, root: str | os.PathLike, query_view: str = "drone", strict: bool = False) -> None:
-        if query_view not in ("drone", "street"):
+        if query_view not in QUERY_VIEWS:
             raise OptionError("query_view", query_view, "must be 'drone' or 'street'")
         self.root = Path(root).expanduser()
         self.query_view = query_view

@@ -143,15 +143,17 @@ def _normalised(config: Mapping[str, Any]) -> dict[str, Any]:
     return _yaml_load(dump_yaml(config)) or {}
 
 
-def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+def config_leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a config; an empty mapping is a leaf."""
     if isinstance(node, Mapping) and node:
         for key, value in node.items():
-            yield from _leaves(value, f"{prefix}{key}.")
+            yield from config_leaves(value, f"{prefix}{key}.")
     else:
         yield prefix[:-1], node
 
 
-def _covered(key: str, prefixes: Iterable[str]) -> bool:
+def covered_by(key: str, prefixes: Iterable[str]) -> bool:
+    """Whether `key` is one of `prefixes` or lies below one."""
     return any(key == prefix or key.startswith(prefix + ".") for prefix in prefixes)
 
 
@@ -163,15 +165,15 @@ def _same_path(old: Any, new: Any) -> bool:
 
 def config_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved value, given value)}`` for every leaf that differs (derived keys excepted)."""
-    old = dict(_leaves(_normalised(saved)))
-    new = dict(_leaves(_normalised(given)))
-    defaults = dict(_leaves(read_yaml(packaged_config_path())))
+    old = dict(config_leaves(_normalised(saved)))
+    new = dict(config_leaves(_normalised(given)))
+    defaults = dict(config_leaves(read_yaml(packaged_config_path())))
     changes: dict[str, tuple[Any, Any]] = {}
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key), new.get(key)
         if key not in old and key in defaults and after == defaults[key]:
             continue  # a key added to the toolkit since the run started, at its default
-        if _covered(key, DERIVED_KEYS) and after is None:
+        if covered_by(key, DERIVED_KEYS) and after is None:
             continue
         if key in PATH_KEYS and _same_path(before, after):
             continue
@@ -193,7 +195,7 @@ def check_resume_config(run_dir: Path, config: Mapping[str, Any]) -> dict[str, t
     except ConfigError as error:
         raise RunFolderError(f"--resume: cannot read the run's saved config: {error}") from error
     changes = config_changes(saved, config)
-    refused = {key: change for key, change in changes.items() if not _covered(key, RESUMABLE_KEYS)}
+    refused = {key: change for key, change in changes.items() if not covered_by(key, RESUMABLE_KEYS)}
     if refused:
         listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in refused.items())
         raise RunFolderError(

@@ -144,11 +144,10 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def release_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     """(weights, config) of a run folder, a release folder or a .safetensors file; both must exist."""
-    weights = release_weights(path)
+    weights = release_weights(path)  # checked to exist
     config = weights.with_name(CONFIG_NAME)
-    for required in (weights, config):
-        if not required.is_file():
-            raise CheckpointError(f"{required}: missing; a release holds {WEIGHTS_NAME} and {CONFIG_NAME}")
+    if not config.is_file():
+        raise CheckpointError(f"{config}: missing; a release holds {WEIGHTS_NAME} and {CONFIG_NAME}")
     return weights, config
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from cvd.config import load_config
+from cvd.engine.runfolder import RESUMABLE_KEYS, config_leaves, covered_by
 from cvd.errors import ConfigError, RunFolderError, RunLockedError
 from cvd.reproduce.tables import ConfigInfo, Row
 
 # Keys left out of the hash: where a run lives and how it reports, never what it computes
-# (the engine lets a resume change the same ones, cvd.engine.runfolder.RESUMABLE_KEYS).
-UNHASHED_KEYS = ("name", "output_dir", "meta", "train.device", "train.log_every", "data.num_workers",
-                 "data.eval_batch_size", "eval.chunk_size", "checkpoint")  # fmt: skip
+# (the ones the engine lets a resume change).
+UNHASHED_KEYS = ("name", *RESUMABLE_KEYS)
 TEST_KEYS = ("data.", "eval.", "train.device")
 """The overrides a ``cvd test`` step takes (the model's own sections come from its run)."""
 RESULTS = "results.json"
@@ -95,30 +95,18 @@ def config_digest(config: Mapping[str, Any]) -> str:
     from cvd.config import packaged_config_path, read_yaml
 
     data = json.loads(json.dumps(config, default=str))
-    for key in UNHASHED_KEYS:
-        node = data
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(last, None)
     root = (data.get("data") or {}).get("root")
     if isinstance(root, str):
         data["data"]["root"] = str(Path(root).expanduser().resolve())
-    defaults = dict(_leaves(json.loads(json.dumps(read_yaml(packaged_config_path()), default=str))))
+    defaults = dict(config_leaves(json.loads(json.dumps(read_yaml(packaged_config_path()), default=str))))
     missing = object()
-    kept = {key: value for key, value in _leaves(data) if defaults.get(key, missing) != value}
+    kept = {
+        key: value
+        for key, value in config_leaves(data)
+        if not covered_by(key, UNHASHED_KEYS) and defaults.get(key, missing) != value
+    }
     text = json.dumps(kept, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
-
-
-def _leaves(node: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """(dotted key, value) of every leaf; an empty mapping is a leaf."""
-    if isinstance(node, dict) and node:
-        for key, value in node.items():
-            yield from _leaves(value, f"{prefix}{key}.")
-    else:
-        yield prefix[:-1], node
 
 
 @dataclass

@@ -144,13 +144,10 @@ def _tree(style: Style, rng: np.random.Generator, x: float, y: float, scale: flo
 
 def _parking_lot(block: Block, placer: Placer, rng: np.random.Generator, hu: float, hv: float) -> None:
     """A marked parking lot with rows of cars, where a free spot of that size is found in 10 tries."""
-    for _ in range(10):
-        cu = rng.uniform(placer.umin + hu, placer.umax - hu) if placer.umax - placer.umin > 2 * hu else 0.0
-        cv = rng.uniform(placer.vmin + hv, placer.vmax - hv) if placer.vmax - placer.vmin > 2 * hv else 0.0
-        if placer.fits(cu, cv, hu, hv, 2.0):
-            break
-    else:
+    spot = _free_spot(placer, rng, hu, hv, 2.0, tries=10)
+    if spot is None:
         return
+    cu, cv = spot
     frame = placer.take(cu, cv, hu, hv)
     block.patches.append(Patch(frame, jitter(rng, ASPHALT, 0.05), Material.ROAD, "parking", 2.6))
     occupancy = rng.uniform(0.3, 0.9)
@@ -169,11 +166,11 @@ def _parking_lot(block: Block, placer: Placer, rng: np.random.Generator, hu: flo
 
 
 def _free_spot(
-    placer: Placer, rng: np.random.Generator, hu: float, hv: float, pad: float
+    placer: Placer, rng: np.random.Generator, hu: float, hv: float, pad: float, tries: int = 8
 ) -> tuple[float, float] | None:
-    """A centre where a hu x hv footprint fits with `pad` to spare (eight random tries; 0 along
-    an axis the block is too narrow to vary on), or None."""
-    for _ in range(8):
+    """A centre where a hu x hv footprint fits with `pad` to spare (random tries; 0 along an axis
+    the block is too narrow to vary on), or None."""
+    for _ in range(tries):
         cu = rng.uniform(placer.umin + hu, placer.umax - hu) if placer.umax - placer.umin > 2 * hu else 0.0
         cv = rng.uniform(placer.vmin + hv, placer.vmax - hv) if placer.vmax - placer.vmin > 2 * hv else 0.0
         if placer.fits(cu, cv, hu, hv, pad):
