@@ -70,6 +70,14 @@ def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
 
 
+@functools.lru_cache(maxsize=512)
+def _parse_once(text: str) -> Any:
+    """Parsed YAML by its text: a config load reads default.yaml, the variants and a base chain,
+    and `cvd reproduce` loads each of its ~100 configs several times; the text is read each time
+    (an edited file is parsed anew), the parse is not repeated. Callers get a deep copy."""
+    return _yaml_load(text)
+
+
 def packaged_config_path(name: str = DEFAULT_CONFIG) -> Path:
     """Path of a YAML file shipped inside the package (works from a wheel and a checkout)."""
     return Path(str(resources.files("cvd") / "configs" / name))
@@ -82,7 +90,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}")
     try:
         with path.open("r", encoding="utf-8") as handle:
-            data = _yaml_load(handle.read())
+            data = copy.deepcopy(_parse_once(handle.read()))
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from error
     if data is None:
@@ -413,13 +421,7 @@ def check_run_name(name: Any, source: str | None = None) -> None:
 
 def cvd_variants() -> dict[str, dict[str, Any]]:
     """The CVD module's named variants (``cvd_variants.yaml``): the values a null ``cvd.*`` key takes."""
-    return copy.deepcopy(_read_packaged(packaged_config_path(CVD_VARIANTS)))
-
-
-@functools.lru_cache(maxsize=4)
-def _read_packaged(path: Path) -> dict[str, Any]:
-    """A packaged file, parsed once per process (a config load asks for the variants six times)."""
-    return read_yaml(path)
+    return read_yaml(packaged_config_path(CVD_VARIANTS))
 
 
 def apply_cvd_variant(section: Mapping[str, Any]) -> dict[str, Any]:
