@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from safetensors.torch import load_file
+from tests.engine.conftest import run_cvd
 
-
-def cvd(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cvd", *args], capture_output=True, text=True, timeout=600, check=False
-    )
+cvd = run_cvd
 
 
 def test_fit_test_and_resume_through_the_command(tiny_config):

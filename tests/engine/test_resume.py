@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors.torch import load_file
+from tests.engine.conftest import run_cvd
 
 
 def run_dir(config: Path) -> Path:
@@ -19,13 +20,7 @@ def run_dir(config: Path) -> Path:
 
 
 def fit(config: Path, *extra: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cvd", "fit", "--config", str(config), *extra],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_cvd("fit", "--config", str(config), *extra)
     assert result.returncode == 0, result.stderr
 
 

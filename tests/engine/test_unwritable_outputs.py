@@ -65,12 +65,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_world: Path) -> Path:
     config = write_tiny_config(
         directory, tiny_world, schedule={"epochs": 1, "max_steps": 1}, eval={"every_epochs": 0}
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "cvd", "fit", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_cvd("fit", "--config", str(config))
     assert result.returncode == 0, result.stderr
     return directory / "runs" / "tiny"
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cvd.cli import main
-from cvd.reproduce.synthetic import WORLDS
+from cvd.reproduce.synthetic import make_worlds
 from cvd.reproduce.tables import all_rows
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -21,18 +21,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """--data-root arguments of tiny University-1652 and SUES-200 worlds (made once for the module)."""
-    from cvd.data.synthetic import generate
-
-    folder = tmp_path_factory.mktemp("worlds")
-    arguments = []
-    for dataset in ("university1652", "sues200"):
-        world = WORLDS[dataset]
-        root = generate(
-            world.layout, folder / dataset, locations=world.locations, views_per_location=world.views,
-            size=world.size, seed=0, workers=1,
-        )  # fmt: skip
-        arguments += ["--data-root", f"{dataset}={root}"]
-    return arguments
+    roots = make_worlds(tmp_path_factory.mktemp("worlds"), {"university1652", "sues200"})
+    return [argument for dataset, root in roots.items() for argument in ("--data-root", f"{dataset}={root}")]
 
 
 def leaf_meta(path: Path) -> dict:
