@@ -400,10 +400,7 @@ def _repair(
     )
     (root / IN_PROGRESS_FILE).write_text(json.dumps({"repairing": locations}, indent=1))
     by_name = {spec.name: spec for spec in specs}
-    with torch_threads(1):
-        renderer = LocationRenderer(World(seed, opts), size, opts)
-        for name in locations:
-            _write_location(layout, root, renderer.render(by_name[name]), opts)
+    _render_band((layout, root, [by_name[name] for name in locations], size, seed, opts, None))
     still = verify_dataset(root, metadata)
     if still:
         first, reason = next(iter(still.items()))
